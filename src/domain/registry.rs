@@ -1,0 +1,635 @@
+//! The registry resource: raw input as it arrives, the validated spec the
+//! rest of berth uses, and the rules that turn one into the other.
+
+use super::address::RegistryAddress;
+use super::provider::{Need, Provider};
+use crate::error::{Error, FieldViolation, Result};
+use crate::secret::Secret;
+
+/// Limits on what a registry may hold; generous, but bounded so that no
+/// request can make berth store megabytes per row.
+pub mod limits {
+    /// Characters in a namespace.
+    pub const NAMESPACE: usize = 255;
+    /// Characters in a username.
+    pub const USERNAME: usize = 256;
+    /// Bytes in a secret (a GCP service-account key is about 2.3 KiB).
+    pub const SECRET: usize = 64 * 1024;
+    /// Bytes of CA certificate PEM.
+    pub const CA_CERT: usize = 64 * 1024;
+    /// Project keys in one scope.
+    pub const PROJECTS: usize = 1000;
+    /// Characters in a project key.
+    pub const PROJECT_KEY: usize = 64;
+}
+
+/// Which projects may use a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every project, including those created later.
+    AllProjects,
+    /// Only these project keys (sorted, unique, non-empty).
+    Projects(Vec<String>),
+}
+
+impl Scope {
+    /// Whether `project` may use the registry.
+    pub fn includes(&self, project: &str) -> bool {
+        match self {
+            Scope::AllProjects => true,
+            Scope::Projects(keys) => keys.binary_search_by(|k| k.as_str().cmp(project)).is_ok(),
+        }
+    }
+}
+
+/// TLS settings for reaching a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Verify the registry's certificate.
+    pub verify: bool,
+    /// PEM of a private CA; empty for the system roots.
+    pub ca_cert_pem: String,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            verify: true,
+            ca_cert_pem: String::new(),
+        }
+    }
+}
+
+/// A registry as a caller describes it, before validation. Strings are as
+/// received; `None` for scope/tls means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct RegistryInput {
+    /// Provider, `None` when unspecified or unknown.
+    pub provider: Option<Provider>,
+    /// Raw address.
+    pub address: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Region.
+    pub region: String,
+    /// Nexus repository.
+    pub repository: String,
+    /// Username or access key.
+    pub username: String,
+    /// New secret; empty means "none given".
+    pub secret: Option<Secret>,
+    /// All projects flag.
+    pub all_projects: bool,
+    /// Project keys.
+    pub projects: Vec<String>,
+    /// `tls.verify`; `None` means the default (true).
+    pub tls_verify: Option<bool>,
+    /// `tls.ca_cert_pem`.
+    pub ca_cert_pem: String,
+}
+
+/// A validated registry (without its secret, which is stored sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySpec {
+    /// Provider.
+    pub provider: Provider,
+    /// Normalised address.
+    pub address: RegistryAddress,
+    /// Namespace ("" when unused).
+    pub namespace: String,
+    /// Region ("" when unused).
+    pub region: String,
+    /// Nexus repository ("" when unused).
+    pub repository: String,
+    /// Username ("" for anonymous registries).
+    pub username: String,
+    /// Project scope.
+    pub scope: Scope,
+    /// TLS settings.
+    pub tls: Tls,
+}
+
+impl RegistrySpec {
+    /// Back to input form, so an update can overlay masked fields and
+    /// validate the whole result again.
+    pub fn to_input(&self) -> RegistryInput {
+        let (all_projects, projects) = match &self.scope {
+            Scope::AllProjects => (true, Vec::new()),
+            Scope::Projects(p) => (false, p.clone()),
+        };
+        RegistryInput {
+            provider: Some(self.provider),
+            address: self.address.to_string(),
+            namespace: self.namespace.clone(),
+            region: self.region.clone(),
+            repository: self.repository.clone(),
+            username: self.username.clone(),
+            secret: None,
+            all_projects,
+            projects,
+            tls_verify: Some(self.tls.verify),
+            ca_cert_pem: self.tls.ca_cert_pem.clone(),
+        }
+    }
+}
+
+/// Validates `input` under the provider's rules. `has_stored_secret` says
+/// whether a secret already exists (updates keep it). `prefix` is the proto
+/// path of the registry message (`registry`), so violations name fields as
+/// the caller sent them. All violations are reported at once.
+pub fn validate(
+    input: &RegistryInput,
+    has_stored_secret: bool,
+    prefix: &str,
+) -> Result<RegistrySpec> {
+    let mut v = Vec::new();
+    let f = |name: &str| format!("{prefix}.{name}");
+    let Some(provider) = input.provider else {
+        return Err(Error::invalid(
+            f("provider"),
+            "is required (e.g. HARBOR, ECR, OTHER)",
+        ));
+    };
+    let rules = provider.rules();
+
+    let address_raw = match (input.address.trim(), rules.default_address) {
+        ("", Some(d)) => d,
+        (a, _) => a,
+    };
+    let address = match RegistryAddress::parse(address_raw) {
+        Ok(a) => Some(a),
+        Err(why) => {
+            v.push(FieldViolation::new(f("address"), why));
+            None
+        }
+    };
+
+    let username = match (input.username.trim(), rules.default_username) {
+        ("", Some(d)) => d.to_string(),
+        (u, _) => u.to_string(),
+    };
+    let has_secret = input.secret.is_some() || has_stored_secret;
+
+    check(
+        &mut v,
+        &f("namespace"),
+        rules.namespace,
+        provider,
+        &input.namespace,
+        check_namespace,
+    );
+    check(
+        &mut v,
+        &f("region"),
+        rules.region,
+        provider,
+        &input.region,
+        check_region,
+    );
+    check(
+        &mut v,
+        &f("repository"),
+        rules.repository,
+        provider,
+        &input.repository,
+        check_repository,
+    );
+    check(
+        &mut v,
+        &f("username"),
+        rules.username,
+        provider,
+        &username,
+        check_username,
+    );
+
+    match (rules.secret, has_secret) {
+        (Need::Required, false) => v.push(FieldViolation::new(
+            f("secret"),
+            format!("is required for {provider}"),
+        )),
+        (Need::Optional, _) if has_secret == username.is_empty() => v.push(FieldViolation::new(
+            if username.is_empty() {
+                f("username")
+            } else {
+                f("secret")
+            },
+            "username and secret go together: give both, or neither for an anonymous registry",
+        )),
+        _ => {}
+    }
+    if let Some(s) = &input.secret
+        && s.expose().len() > limits::SECRET
+    {
+        v.push(FieldViolation::new(
+            f("secret"),
+            format!("must be at most {} bytes", limits::SECRET),
+        ));
+    }
+
+    let scope = match validate_scope(input, prefix) {
+        Ok(s) => Some(s),
+        Err(mut more) => {
+            v.append(&mut more);
+            None
+        }
+    };
+    if let Err(why) = check_ca_pem(&input.ca_cert_pem) {
+        v.push(FieldViolation::new(f("tls.ca_cert_pem"), why));
+    }
+
+    match (address, scope) {
+        (Some(address), Some(scope)) if v.is_empty() => Ok(RegistrySpec {
+            provider,
+            address,
+            namespace: input.namespace.trim().to_string(),
+            region: input.region.trim().to_string(),
+            repository: input.repository.trim().to_string(),
+            username,
+            scope,
+            tls: Tls {
+                verify: input.tls_verify.unwrap_or(true),
+                ca_cert_pem: input.ca_cert_pem.trim().to_string(),
+            },
+        }),
+        _ => Err(Error::InvalidArgument(v)),
+    }
+}
+
+fn check(
+    v: &mut Vec<FieldViolation>,
+    field: &str,
+    need: Need,
+    provider: Provider,
+    value: &str,
+    format: fn(&str) -> std::result::Result<(), String>,
+) {
+    let value = value.trim();
+    match need {
+        Need::Required if value.is_empty() => v.push(FieldViolation::new(
+            field,
+            format!("is required for {provider}"),
+        )),
+        Need::Unused if !value.is_empty() => v.push(FieldViolation::new(
+            field,
+            format!("is not used by {provider}; leave it empty"),
+        )),
+        _ if !value.is_empty() => {
+            if let Err(why) = format(value) {
+                v.push(FieldViolation::new(field, why));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A namespace is one or more repository path components
+/// (`[a-z0-9]+` joined by `.`, `_`, `__` or dashes), separated by `/`.
+fn check_namespace(s: &str) -> std::result::Result<(), String> {
+    if s.len() > limits::NAMESPACE {
+        return Err(format!("must be at most {} characters", limits::NAMESPACE));
+    }
+    for comp in s.split('/') {
+        if !is_path_component(comp) {
+            return Err(format!(
+                "component `{comp}` is not valid: use lowercase letters and digits, separated by `.`, `_`, `__` or `-`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The distribution grammar's path component.
+pub fn is_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn check_region(s: &str) -> std::result::Result<(), String> {
+    let ok = s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err("must look like `cn-east-3` or `us-east-1`".into())
+    }
+}
+
+fn check_repository(s: &str) -> std::result::Result<(), String> {
+    let ok = s.len() <= 255
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err("must use letters, digits, `.`, `_` and `-` only".into())
+    }
+}
+
+fn check_username(s: &str) -> std::result::Result<(), String> {
+    if s.chars().count() > limits::USERNAME {
+        return Err(format!("must be at most {} characters", limits::USERNAME));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    if s.contains(':') {
+        return Err("must not contain `:` (it separates user and password in basic auth)".into());
+    }
+    Ok(())
+}
+
+/// A project key: 1–64 of `[A-Za-z0-9._-]`, starting with a letter or digit.
+pub fn check_project_key(s: &str) -> std::result::Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= limits::PROJECT_KEY
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        && s.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1 to {} letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+            limits::PROJECT_KEY
+        ))
+    }
+}
+
+fn validate_scope(
+    input: &RegistryInput,
+    prefix: &str,
+) -> std::result::Result<Scope, Vec<FieldViolation>> {
+    let field = format!("{prefix}.scope");
+    if input.all_projects {
+        if !input.projects.is_empty() {
+            return Err(vec![FieldViolation::new(
+                field,
+                "set either all_projects or projects, not both",
+            )]);
+        }
+        return Ok(Scope::AllProjects);
+    }
+    if input.projects.is_empty() {
+        return Err(vec![FieldViolation::new(
+            field,
+            "is required: set all_projects = true or list project keys in projects",
+        )]);
+    }
+    if input.projects.len() > limits::PROJECTS {
+        return Err(vec![FieldViolation::new(
+            format!("{field}.projects"),
+            format!("must list at most {} projects", limits::PROJECTS),
+        )]);
+    }
+    let mut v = Vec::new();
+    for (i, p) in input.projects.iter().enumerate() {
+        if let Err(why) = check_project_key(p) {
+            v.push(FieldViolation::new(format!("{field}.projects[{i}]"), why));
+        }
+    }
+    if !v.is_empty() {
+        return Err(v);
+    }
+    let mut keys = input.projects.clone();
+    keys.sort();
+    keys.dedup();
+    Ok(Scope::Projects(keys))
+}
+
+fn check_ca_pem(pem: &str) -> std::result::Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = pem.trim();
+    if pem.is_empty() {
+        return Ok(());
+    }
+    if pem.len() > limits::CA_CERT {
+        return Err(format!("must be at most {} bytes", limits::CA_CERT));
+    }
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        if cert.is_err() {
+            return Err("is not valid PEM".into());
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err("holds no `-----BEGIN CERTIFICATE-----` block".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(provider: Provider) -> RegistryInput {
+        RegistryInput {
+            provider: Some(provider),
+            address: "registry.example.com".into(),
+            namespace: "team".into(),
+            region: "cn-east-3".into(),
+            repository: "docker-hosted".into(),
+            username: "robot".into(),
+            secret: Some(Secret::new("pw")),
+            all_projects: true,
+            ..Default::default()
+        }
+    }
+
+    /// Clears the fields a provider does not use, so the input is valid.
+    fn valid(provider: Provider) -> RegistryInput {
+        let mut i = full(provider);
+        let r = provider.rules();
+        if r.region == Need::Unused {
+            i.region.clear();
+        }
+        if r.repository == Need::Unused {
+            i.repository.clear();
+        }
+        i
+    }
+
+    /// Edits an input in place (table-test rows).
+    type Edit = fn(&mut RegistryInput);
+
+    fn fields(e: Error) -> Vec<String> {
+        match e {
+            Error::InvalidArgument(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_provider_accepts_its_fields_and_names_each_missing_one() {
+        for p in Provider::ALL {
+            assert!(validate(&valid(p), false, "registry").is_ok(), "{p}");
+            let r = p.rules();
+            let needs: [(&str, Need, Edit); 5] = [
+                ("namespace", r.namespace, |i| i.namespace.clear()),
+                ("region", r.region, |i| i.region.clear()),
+                ("repository", r.repository, |i| i.repository.clear()),
+                ("username", r.username, |i| i.username.clear()),
+                ("secret", r.secret, |i| i.secret = None),
+            ];
+            for (name, need, clear) in needs {
+                let mut i = valid(p);
+                clear(&mut i);
+                let res = validate(&i, false, "registry");
+                let required =
+                    need == Need::Required && !(name == "username" && r.default_username.is_some());
+                if required {
+                    let f = fields(res.expect_err(name));
+                    assert!(f.contains(&format!("registry.{name}")), "{p} {name}: {f:?}");
+                } else if p != Provider::Other {
+                    assert!(res.is_ok(), "{p} {name} is optional");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let mut i = valid(Provider::DockerHub);
+        i.address.clear();
+        assert_eq!(
+            validate(&i, false, "r").expect("valid").address.to_string(),
+            "docker.io"
+        );
+        let mut i = valid(Provider::Gar);
+        i.username.clear();
+        assert_eq!(
+            validate(&i, false, "r").expect("valid").username,
+            "_json_key_base64"
+        );
+    }
+
+    #[test]
+    fn stored_secret_satisfies_requirement() {
+        let mut i = valid(Provider::Harbor);
+        i.secret = None;
+        assert!(validate(&i, true, "r").is_ok());
+    }
+
+    #[test]
+    fn other_allows_anonymous_but_not_half_credentials() {
+        let mut i = valid(Provider::Other);
+        i.username.clear();
+        i.secret = None;
+        assert!(validate(&i, false, "r").is_ok());
+        i.username = "u".into();
+        assert_eq!(
+            fields(validate(&i, false, "r").expect_err("half")),
+            ["r.secret"]
+        );
+    }
+
+    #[test]
+    fn unused_fields_are_rejected() {
+        let mut i = valid(Provider::Harbor);
+        i.region = "us-east-1".into();
+        assert_eq!(
+            fields(validate(&i, false, "r").expect_err("unused")),
+            ["r.region"]
+        );
+    }
+
+    #[test]
+    fn scope_rules() {
+        let mut i = valid(Provider::Harbor);
+        i.all_projects = false;
+        assert_eq!(
+            fields(validate(&i, false, "r").expect_err("empty")),
+            ["r.scope"]
+        );
+        i.projects = vec!["b".into(), "a".into(), "b".into()];
+        let s = validate(&i, false, "r").expect("valid").scope;
+        assert_eq!(s, Scope::Projects(vec!["a".into(), "b".into()]));
+        assert!(s.includes("a") && !s.includes("c"));
+        i.projects = vec!["ok".into(), "bad key".into()];
+        assert_eq!(
+            fields(validate(&i, false, "r").expect_err("bad")),
+            ["r.scope.projects[1]"]
+        );
+        i.all_projects = true;
+        i.projects = vec!["a".into()];
+        assert_eq!(
+            fields(validate(&i, false, "r").expect_err("both")),
+            ["r.scope"]
+        );
+    }
+
+    #[test]
+    fn formats() {
+        let rows: [(&str, Edit, &str); 6] = [
+            (
+                "uppercase namespace",
+                |i| i.namespace = "Team".into(),
+                "r.namespace",
+            ),
+            (
+                "colon in username",
+                |i| i.username = "a:b".into(),
+                "r.username",
+            ),
+            (
+                "address with path",
+                |i| i.address = "r.example.com/team".into(),
+                "r.address",
+            ),
+            (
+                "bad pem",
+                |i| i.ca_cert_pem = "hello".into(),
+                "r.tls.ca_cert_pem",
+            ),
+            ("no provider", |i| i.provider = None, "r.provider"),
+            (
+                "huge secret",
+                |i| i.secret = Some(Secret::new("x".repeat(70_000))),
+                "r.secret",
+            ),
+        ];
+        for (name, edit, field) in rows {
+            let mut i = valid(Provider::Harbor);
+            edit(&mut i);
+            assert_eq!(
+                fields(validate(&i, false, "r").expect_err(name)),
+                [field],
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_components() {
+        for ok in ["a", "a.b", "a_b", "a__b", "a-b", "a---b", "0"] {
+            assert!(is_path_component(ok), "{ok}");
+        }
+        for bad in ["", "A", "-a", "a-", "a___b", "a..b", "a_.b", "a b"] {
+            assert!(!is_path_component(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! UpdateRegistry's field mask: which fields of the stored registry the
+//! request replaces.
+
+use super::registry::{RegistryInput, RegistrySpec};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// What an update does to the stored secret.
+#[derive(Debug)]
+pub enum SecretChange {
+    /// Leave it as it is.
+    Keep,
+    /// Remove it.
+    Clear,
+    /// Replace it.
+    Set(Secret),
+}
+
+/// Paths an update mask may name.
+pub const MUTABLE_PATHS: [&str; 11] = [
+    "provider",
+    "address",
+    "namespace",
+    "region",
+    "repository",
+    "username",
+    "secret",
+    "scope",
+    "tls",
+    "tls.verify",
+    "tls.ca_cert_pem",
+];
+
+const OUTPUT_ONLY: [&str; 7] = [
+    "id",
+    "has_secret",
+    "create_time",
+    "update_time",
+    "updated_by",
+    "etag",
+    "is_default",
+];
+
+/// Overlays the masked fields of `patch` on `current`. An empty mask means
+/// every mutable field. The secret: named in the mask, an empty value
+/// clears it; not named (or mask empty), an empty value keeps it.
+pub fn apply_mask(
+    current: &RegistrySpec,
+    patch: RegistryInput,
+    mask: &[String],
+) -> Result<(RegistryInput, SecretChange)> {
+    let mut paths: Vec<&str> = Vec::new();
+    for p in mask {
+        let p = p.as_str();
+        if MUTABLE_PATHS.contains(&p) {
+            paths.push(p);
+        } else if p == "is_default" {
+            return Err(Error::invalid(
+                "update_mask",
+                "is_default is changed with SetDefaultRegistry",
+            ));
+        } else if OUTPUT_ONLY.contains(&p) {
+            return Err(Error::invalid(
+                "update_mask",
+                format!("`{p}` is output only"),
+            ));
+        } else {
+            return Err(Error::invalid(
+                "update_mask",
+                format!("unknown field `{p}`; allowed: {}", MUTABLE_PATHS.join(", ")),
+            ));
+        }
+    }
+    let explicit_secret = paths.contains(&"secret");
+    if paths.is_empty() {
+        paths = MUTABLE_PATHS.to_vec();
+    }
+    let mut merged = current.to_input();
+    for p in &paths {
+        match *p {
+            "provider" => merged.provider = patch.provider,
+            "address" => merged.address = patch.address.clone(),
+            "namespace" => merged.namespace = patch.namespace.clone(),
+            "region" => merged.region = patch.region.clone(),
+            "repository" => merged.repository = patch.repository.clone(),
+            "username" => merged.username = patch.username.clone(),
+            "scope" => {
+                merged.all_projects = patch.all_projects;
+                merged.projects = patch.projects.clone();
+            }
+            "tls" => {
+                merged.tls_verify = patch.tls_verify;
+                merged.ca_cert_pem = patch.ca_cert_pem.clone();
+            }
+            "tls.verify" => merged.tls_verify = patch.tls_verify,
+            "tls.ca_cert_pem" => merged.ca_cert_pem = patch.ca_cert_pem.clone(),
+            _ => {}
+        }
+    }
+    let change = match patch.secret {
+        Some(s) => SecretChange::Set(s),
+        None if explicit_secret => SecretChange::Clear,
+        None => SecretChange::Keep,
+    };
+    if let SecretChange::Set(s) = &change {
+        merged.secret = Some(s.clone());
+    }
+    Ok((merged, change))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Provider, validate};
+
+    fn current() -> RegistrySpec {
+        let input = RegistryInput {
+            provider: Some(Provider::Harbor),
+            address: "harbor.example.com".into(),
+            namespace: "team".into(),
+            username: "robot".into(),
+            secret: Some(Secret::new("pw")),
+            projects: vec!["a".into()],
+            ..Default::default()
+        };
+        validate(&input, false, "r").expect("valid")
+    }
+
+    #[test]
+    fn mask_touches_only_named_fields() {
+        let patch = RegistryInput {
+            namespace: "other".into(),
+            username: "ignored".into(),
+            ..Default::default()
+        };
+        let (m, change) = apply_mask(&current(), patch, &["namespace".into()]).expect("ok");
+        assert_eq!(m.namespace, "other");
+        assert_eq!(m.username, "robot");
+        assert_eq!(m.projects, ["a"]);
+        assert!(matches!(change, SecretChange::Keep));
+    }
+
+    #[test]
+    fn secret_rules() {
+        let (_, c) =
+            apply_mask(&current(), RegistryInput::default(), &["secret".into()]).expect("ok");
+        assert!(matches!(c, SecretChange::Clear));
+        let patch = RegistryInput {
+            secret: Some(Secret::new("new")),
+            ..Default::default()
+        };
+        let (_, c) = apply_mask(&current(), patch, &["secret".into()]).expect("ok");
+        assert!(matches!(c, SecretChange::Set(_)));
+    }
+
+    #[test]
+    fn bad_paths_name_update_mask() {
+        for p in ["id", "is_default", "nope", "etag"] {
+            let e = apply_mask(&current(), RegistryInput::default(), &[p.into()]).expect_err(p);
+            assert!(
+                matches!(&e, Error::InvalidArgument(v) if v[0].field == "update_mask"),
+                "{p}"
+            );
+        }
+    }
+}

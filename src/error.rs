@@ -1,0 +1,135 @@
+//! The one error type the domain and storage layers return, and the one
+//! place that maps it to a `tonic::Status`.
+//!
+//! Messages are written for the caller and never contain a secret: the
+//! variants carry only what the code put there, never a request value that
+//! could be a password.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A field that failed validation: the field path (as in the proto, e.g.
+/// `registry.address`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Proto field path, e.g. `registry.scope.projects[2]`.
+    pub field: String,
+    /// What is wrong, in a sentence.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// Builds a violation for `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong below the gRPC layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; each violation names its field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named resource does not exist (or is not visible).
+    #[error("{0}")]
+    NotFound(String),
+    /// A resource with the same identity exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Optimistic concurrency failed (stale etag).
+    #[error("{0}")]
+    Aborted(String),
+    /// The system is not in a state that allows the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A dependency (database, registry) is not reachable right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(v: &[FieldViolation]) -> String {
+    v.iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Stable, machine-readable reason for `google.rpc.ErrorInfo`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::Aborted(_) => "ETAG_MISMATCH",
+            Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Error::PermissionDenied(_) => "PERMISSION_DENIED",
+            Error::Unavailable(_) => "UNAVAILABLE",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Error::Unavailable("the database is not reachable".into())
+            }
+            other => {
+                tracing::error!(error = %other, "database error");
+                Error::Internal("database error".into())
+            }
+        }
+    }
+}
+
+/// The domain/gRPC boundary: picks the code and adds rich details
+/// (`google.rpc.BadRequest` for field violations, `google.rpc.ErrorInfo`
+/// with a stable reason for everything).
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Aborted(_) => Code::Aborted,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+        };
+        let mut details = ErrorDetails::new();
+        if let Error::InvalidArgument(violations) = &e {
+            for v in violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+        }
+        details.set_error_info(e.reason(), "berth", std::collections::HashMap::new());
+        let message = match &e {
+            Error::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
