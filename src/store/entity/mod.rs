@@ -1,0 +1,5 @@
+//! sea-orm entities: one file per table.
+
+pub mod default_registry;
+pub mod registry;
+pub mod registry_project;

@@ -1,0 +1,17 @@
+//! Schema migrations, one file per migration, named by date. The same code
+//! runs on SQLite, PostgreSQL and MySQL/MariaDB; applying them twice is a
+//! no-op.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_registries;
+
+/// All of berth's migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_registries::Migration)]
+    }
+}

@@ -1,0 +1,507 @@
+//! Storage: the only module that talks to the database. The rest of berth
+//! calls the methods of [`Store`] with domain values and gets domain values
+//! back; secrets are sealed here, on their way in.
+//!
+//! Writes run in explicit transactions and are retried a few times when the
+//! database reports a deadlock or serialization failure (InnoDB can pick a
+//! victim under concurrent upserts), so callers never see those.
+
+pub mod entity;
+pub mod migration;
+mod rows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    SqlErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::domain::{RegistrySpec, Scope, SecretChange};
+use crate::error::{Error, Result};
+use crate::secret::{Cipher, KeyError, Secret};
+use entity::{default_registry, registry, registry_project};
+pub use rows::RegistryRecord;
+
+/// Filters and paging for [`Store::list`].
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    /// Only registries whose scope includes this project.
+    pub project: Option<String>,
+    /// Only this provider.
+    pub provider: Option<crate::domain::Provider>,
+    /// Page size (already clamped by the caller).
+    pub limit: u64,
+    /// Return registries with ids after this one.
+    pub after_id: Option<String>,
+}
+
+/// The database, plus the cipher that seals secrets for it.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    cipher: Arc<Cipher>,
+}
+
+const WRITE_ATTEMPTS: usize = 8;
+
+impl Store {
+    /// Connects to `url` (`sqlite://…`, `postgres://…`, `mysql://…`).
+    pub async fn connect(url: &str, cipher: Arc<Cipher>) -> Result<Store, DbErr> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        // sqlx logs every statement at INFO; berth logs its own spans.
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            // One connection: SQLite has one writer anyway, and a single
+            // connection means no SQLITE_BUSY between our own transactions.
+            opts.max_connections(1).min_connections(1);
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let db = Database::connect(opts).await?;
+        if db.get_database_backend() == DatabaseBackend::Sqlite {
+            db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+            db.execute_unprepared("PRAGMA foreign_keys = ON").await?;
+            db.execute_unprepared("PRAGMA busy_timeout = 5000").await?;
+        }
+        Ok(Store { db, cipher })
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migration::Migrator::up(&self.db, None).await
+    }
+
+    /// The underlying connection (tests read rows directly through it).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Fails if any stored secret was sealed by a key berth does not have:
+    /// better a clear startup error than garbage credentials later.
+    pub async fn check_keys(&self) -> Result<(), anyhow::Error> {
+        let foreign = registry::Entity::find()
+            .select_only()
+            .column(registry::Column::SecretKeyId)
+            .filter(registry::Column::SecretKeyId.is_not_null())
+            .filter(registry::Column::SecretKeyId.ne(self.cipher.key_id()))
+            .limit(1)
+            .into_tuple::<Option<String>>()
+            .one(&self.db)
+            .await?;
+        if let Some(Some(kid)) = foreign {
+            return Err(KeyError::UnknownKey(kid).into());
+        }
+        Ok(())
+    }
+
+    /// Creates a registry. It becomes the default when `make_default` is
+    /// set or when no default exists yet.
+    pub async fn create(
+        &self,
+        spec: &RegistrySpec,
+        secret: Option<&Secret>,
+        make_default: bool,
+        actor: &str,
+    ) -> Result<RegistryRecord> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_us();
+        let sealed = match secret {
+            Some(s) => Some(self.cipher.seal(s, &id).map_err(internal)?),
+            None => None,
+        };
+        let row = rows::to_active(&id, spec, sealed.as_ref(), now, now, actor, 1);
+        retry(|| async {
+            let txn = self.db.begin().await?;
+            registry::Entity::insert(row.clone())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| conflict(e, spec))?;
+            insert_projects(&txn, &id, &spec.scope).await?;
+            let default = default_row(&id, actor, now);
+            let insert = default_registry::Entity::insert(default);
+            if make_default {
+                insert
+                    .on_conflict(
+                        OnConflict::column(default_registry::Column::Id)
+                            .update_columns([
+                                default_registry::Column::RegistryId,
+                                default_registry::Column::SetBy,
+                                default_registry::Column::SetTimeUs,
+                            ])
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
+            } else {
+                // The first registry becomes the default; later ones leave
+                // the existing default alone.
+                insert
+                    .on_conflict_do_nothing_on([default_registry::Column::Id])
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+            txn.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.get(&id).await
+    }
+
+    /// Reads one registry.
+    pub async fn get(&self, id: &str) -> Result<RegistryRecord> {
+        self.find(&self.db, id).await?.ok_or_else(|| not_found(id))
+    }
+
+    async fn find<C: ConnectionTrait>(&self, c: &C, id: &str) -> Result<Option<RegistryRecord>> {
+        let Some(row) = registry::Entity::find_by_id(id.to_owned()).one(c).await? else {
+            return Ok(None);
+        };
+        let mut recs = self.assemble(c, vec![row]).await?;
+        Ok(recs.pop())
+    }
+
+    /// Lists registries in id (= creation) order.
+    pub async fn list(&self, q: &ListQuery) -> Result<Vec<RegistryRecord>> {
+        let mut sel = registry::Entity::find().order_by_asc(registry::Column::Id);
+        if let Some(after) = &q.after_id {
+            sel = sel.filter(registry::Column::Id.gt(after.clone()));
+        }
+        if let Some(p) = q.provider {
+            sel = sel.filter(registry::Column::Provider.eq(p.as_str()));
+        }
+        if let Some(project) = &q.project {
+            // All-projects registries, or those listing the project (an
+            // indexed lookup in registry_projects).
+            let listed = registry_project::Entity::find()
+                .select_only()
+                .column(registry_project::Column::RegistryId)
+                .filter(registry_project::Column::Project.eq(project.clone()))
+                .as_query()
+                .to_owned();
+            sel = sel.filter(
+                sea_orm::Condition::any()
+                    .add(registry::Column::AllProjects.eq(true))
+                    .add(registry::Column::Id.in_subquery(listed)),
+            );
+        }
+        let rows = sel.limit(q.limit).all(&self.db).await?;
+        self.assemble(&self.db, rows).await
+    }
+
+    /// Applies `apply` to the current registry and writes the result,
+    /// atomically: the write only lands if the revision read is still
+    /// current. With `expected_revision` (from an etag) a mismatch is
+    /// ABORTED; without, a concurrent change makes us re-read and re-apply.
+    pub async fn update<F>(
+        &self,
+        id: &str,
+        expected_revision: Option<i64>,
+        actor: &str,
+        apply: F,
+    ) -> Result<RegistryRecord>
+    where
+        F: Fn(&RegistryRecord) -> Result<(RegistrySpec, SecretChange)>,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let current = self.get(id).await?;
+            if let Some(want) = expected_revision
+                && want != current.revision
+            {
+                return Err(stale(id));
+            }
+            let (spec, change) = apply(&current)?;
+            let sealed = match &change {
+                SecretChange::Set(s) => Some(self.cipher.seal(s, id).map_err(internal)?),
+                _ => None,
+            };
+            let mut row = rows::to_active(
+                id,
+                &spec,
+                sealed.as_ref(),
+                current.create_time_us,
+                now_us().max(current.update_time_us),
+                actor,
+                current.revision + 1,
+            );
+            if matches!(change, SecretChange::Keep) {
+                row.secret_ciphertext = sea_orm::ActiveValue::NotSet;
+                row.secret_key_id = sea_orm::ActiveValue::NotSet;
+            }
+            let done = retry(|| async {
+                let txn = self.db.begin().await?;
+                let res = registry::Entity::update_many()
+                    .set(row.clone())
+                    .filter(registry::Column::Id.eq(id))
+                    .filter(registry::Column::Revision.eq(current.revision))
+                    .exec(&txn)
+                    .await
+                    .map_err(|e| conflict(e, &spec))?;
+                if res.rows_affected == 0 {
+                    return Ok(false);
+                }
+                if spec.scope != current.spec.scope {
+                    registry_project::Entity::delete_many()
+                        .filter(registry_project::Column::RegistryId.eq(id))
+                        .exec(&txn)
+                        .await?;
+                    insert_projects(&txn, id, &spec.scope).await?;
+                }
+                txn.commit().await?;
+                Ok(true)
+            })
+            .await?;
+            if done {
+                return self.get(id).await;
+            }
+            if expected_revision.is_some() {
+                return Err(stale(id));
+            }
+        }
+        Err(Error::Aborted(format!(
+            "registry {id} is being changed concurrently; retry"
+        )))
+    }
+
+    /// Deletes a registry (and its scope rows and default mark).
+    pub async fn delete(&self, id: &str, expected_revision: Option<i64>) -> Result<()> {
+        let deleted = retry(|| async {
+            let txn = self.db.begin().await?;
+            default_registry::Entity::delete_many()
+                .filter(default_registry::Column::RegistryId.eq(id))
+                .exec(&txn)
+                .await?;
+            registry_project::Entity::delete_many()
+                .filter(registry_project::Column::RegistryId.eq(id))
+                .exec(&txn)
+                .await?;
+            let mut del = registry::Entity::delete_many().filter(registry::Column::Id.eq(id));
+            if let Some(rev) = expected_revision {
+                del = del.filter(registry::Column::Revision.eq(rev));
+            }
+            let n = del.exec(&txn).await?.rows_affected;
+            if n == 0 {
+                // Nothing deleted: leave everything as it was.
+                txn.rollback().await?;
+                return Ok(false);
+            }
+            txn.commit().await?;
+            Ok(true)
+        })
+        .await?;
+        if deleted {
+            return Ok(());
+        }
+        match self.find(&self.db, id).await? {
+            Some(_) => Err(stale(id)),
+            None => Err(not_found(id)),
+        }
+    }
+
+    /// Makes `id` the default, replacing the previous default in the same
+    /// statement (the single row of `default_registry`).
+    pub async fn set_default(&self, id: &str, actor: &str) -> Result<RegistryRecord> {
+        retry(|| async {
+            let txn = self.db.begin().await?;
+            if registry::Entity::find_by_id(id.to_owned())
+                .one(&txn)
+                .await?
+                .is_none()
+            {
+                return Err(TxError::Domain(not_found(id)));
+            }
+            default_registry::Entity::insert(default_row(id, actor, now_us()))
+                .on_conflict(
+                    OnConflict::column(default_registry::Column::Id)
+                        .update_columns([
+                            default_registry::Column::RegistryId,
+                            default_registry::Column::SetBy,
+                            default_registry::Column::SetTimeUs,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| match e.sql_err() {
+                    // Deleted between our check and the upsert.
+                    Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                        TxError::Domain(not_found(id))
+                    }
+                    _ => TxError::Db(e),
+                })?;
+            txn.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.get(id).await
+    }
+
+    /// The default registry, if any.
+    pub async fn get_default(&self) -> Result<Option<RegistryRecord>> {
+        let Some(d) = default_registry::Entity::find_by_id(1)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.find(&self.db, &d.registry_id).await
+    }
+
+    /// Turns rows into records: loads scope rows and the default mark for
+    /// the whole batch in two queries.
+    async fn assemble<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        rows: Vec<registry::Model>,
+    ) -> Result<Vec<RegistryRecord>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.all_projects)
+            .map(|r| r.id.clone())
+            .collect();
+        let projects = if listed.is_empty() {
+            Vec::new()
+        } else {
+            registry_project::Entity::find()
+                .filter(registry_project::Column::RegistryId.is_in(listed))
+                .order_by_asc(registry_project::Column::Project)
+                .all(c)
+                .await?
+        };
+        let default_id = default_registry::Entity::find_by_id(1)
+            .one(c)
+            .await?
+            .map(|d| d.registry_id);
+        rows.into_iter()
+            .map(|r| {
+                let keys: Vec<String> = projects
+                    .iter()
+                    .filter(|p| p.registry_id == r.id)
+                    .map(|p| p.project.clone())
+                    .collect();
+                let is_default = default_id.as_deref() == Some(r.id.as_str());
+                rows::to_record(r, keys, is_default)
+            })
+            .collect()
+    }
+}
+
+async fn insert_projects<C: ConnectionTrait>(c: &C, id: &str, scope: &Scope) -> Result<(), DbErr> {
+    if let Scope::Projects(keys) = scope {
+        // Chunked: some backends cap bound parameters per statement.
+        for chunk in keys.chunks(200) {
+            let rows = chunk.iter().map(|k| registry_project::ActiveModel {
+                registry_id: Set(id.to_owned()),
+                project: Set(k.clone()),
+            });
+            registry_project::Entity::insert_many(rows)
+                .exec_without_returning(c)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn default_row(id: &str, actor: &str, now: i64) -> default_registry::ActiveModel {
+    default_registry::ActiveModel {
+        id: Set(1),
+        registry_id: Set(id.to_owned()),
+        set_by: Set(actor.to_owned()),
+        set_time_us: Set(now),
+    }
+}
+
+/// Runs a write transaction, retrying when the database aborted it to
+/// resolve a deadlock or a serialization conflict.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, TxError>>,
+{
+    let mut delay = Duration::from_millis(2);
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(TxError::Db(e)) if attempt < WRITE_ATTEMPTS && is_transient(&e) => {
+                tracing::debug!(attempt, error = %e, "retrying transaction");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(TxError::Db(e)) => return Err(e.into()),
+            Err(TxError::Domain(e)) => return Err(e),
+        }
+    }
+    Err(Error::Unavailable("the database stayed busy; retry".into()))
+}
+
+/// Inside a transaction: a database error (maybe retryable) or a decided
+/// domain error.
+enum TxError {
+    Db(DbErr),
+    Domain(Error),
+}
+
+impl From<DbErr> for TxError {
+    fn from(e: DbErr) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<Error> for TxError {
+    fn from(e: Error) -> Self {
+        TxError::Domain(e)
+    }
+}
+
+fn is_transient(e: &DbErr) -> bool {
+    let s = e.to_string().to_ascii_lowercase();
+    [
+        "deadlock",
+        "40001",
+        "40p01",
+        "could not serialize",
+        "database is locked",
+        "lock wait timeout",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+fn conflict(e: DbErr, spec: &RegistrySpec) -> TxError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            TxError::Domain(Error::AlreadyExists(format!(
+                "a registry with address {} and namespace `{}` already exists",
+                spec.address, spec.namespace
+            )))
+        }
+        _ => TxError::Db(e),
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("registry {id} not found"))
+}
+
+fn stale(id: &str) -> Error {
+    Error::Aborted(format!(
+        "registry {id} was changed by someone else (etag mismatch); read it again and retry"
+    ))
+}
+
+fn internal(e: KeyError) -> Error {
+    Error::Internal(e.to_string())
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

@@ -1,0 +1,109 @@
+//! Conversions between table rows and domain records.
+
+use sea_orm::ActiveValue::Set;
+
+use super::entity::registry;
+use crate::domain::{Provider, RegistryAddress, RegistrySpec, Scope, Tls};
+use crate::error::{Error, Result};
+use crate::secret::Sealed;
+
+/// A stored registry as the rest of berth sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryRecord {
+    /// Server-generated id.
+    pub id: String,
+    /// The validated fields.
+    pub spec: RegistrySpec,
+    /// Whether a secret is stored.
+    pub has_secret: bool,
+    /// Whether this is the default registry.
+    pub is_default: bool,
+    /// Creation time, µs since the epoch.
+    pub create_time_us: i64,
+    /// Last change, µs since the epoch.
+    pub update_time_us: i64,
+    /// Who made the last change.
+    pub updated_by: String,
+    /// Revision, incremented by each update.
+    pub revision: i64,
+}
+
+impl RegistryRecord {
+    /// The etag callers send back for optimistic concurrency.
+    pub fn etag(&self) -> String {
+        format!("r{}", self.revision)
+    }
+
+    /// Parses an etag; `None` if it is not one of ours.
+    pub fn parse_etag(etag: &str) -> Option<i64> {
+        etag.strip_prefix('r')?.parse().ok().filter(|r| *r > 0)
+    }
+}
+
+pub(super) fn to_active(
+    id: &str,
+    spec: &RegistrySpec,
+    sealed: Option<&Sealed>,
+    create_time_us: i64,
+    update_time_us: i64,
+    actor: &str,
+    revision: i64,
+) -> registry::ActiveModel {
+    registry::ActiveModel {
+        id: Set(id.to_owned()),
+        provider: Set(spec.provider.as_str().to_owned()),
+        address: Set(spec.address.to_string()),
+        namespace: Set(spec.namespace.clone()),
+        region: Set(spec.region.clone()),
+        repository: Set(spec.repository.clone()),
+        username: Set(spec.username.clone()),
+        secret_ciphertext: Set(sealed.map(|s| s.bytes.clone())),
+        secret_key_id: Set(sealed.map(|s| s.key_id.clone())),
+        all_projects: Set(spec.scope == Scope::AllProjects),
+        tls_verify: Set(spec.tls.verify),
+        ca_cert_pem: Set(spec.tls.ca_cert_pem.clone()),
+        create_time_us: Set(create_time_us),
+        update_time_us: Set(update_time_us),
+        updated_by: Set(actor.to_owned()),
+        revision: Set(revision),
+    }
+}
+
+pub(super) fn to_record(
+    r: registry::Model,
+    projects: Vec<String>,
+    is_default: bool,
+) -> Result<RegistryRecord> {
+    // Rows are written only from validated specs; a row that does not parse
+    // was edited by hand, and is reported rather than half-shown.
+    let corrupt = |what: &str| Error::Internal(format!("registry {} has an invalid {what}", r.id));
+    let provider = Provider::from_name(&r.provider).ok_or_else(|| corrupt("provider"))?;
+    let address = RegistryAddress::parse(&r.address).map_err(|_| corrupt("address"))?;
+    let scope = if r.all_projects {
+        Scope::AllProjects
+    } else {
+        Scope::Projects(projects)
+    };
+    Ok(RegistryRecord {
+        has_secret: r.secret_ciphertext.is_some(),
+        spec: RegistrySpec {
+            provider,
+            address,
+            namespace: r.namespace,
+            region: r.region,
+            repository: r.repository,
+            username: r.username,
+            scope,
+            tls: Tls {
+                verify: r.tls_verify,
+                ca_cert_pem: r.ca_cert_pem,
+            },
+        },
+        id: r.id,
+        is_default,
+        create_time_us: r.create_time_us,
+        update_time_us: r.update_time_us,
+        updated_by: r.updated_by,
+        revision: r.revision,
+    })
+}
