@@ -1,0 +1,163 @@
+//! Protobuf ⇄ domain conversions. Protobuf types stop here.
+
+use std::fmt;
+
+use prost_types::Timestamp;
+
+use crate::domain::{Provider, RegistryInput, Scope};
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::secret::Secret;
+use crate::store::RegistryRecord;
+
+/// Proto enum value → provider. 0 is "not given"; other unknown numbers
+/// (a newer client) are named.
+pub fn provider(v: i32, field: &str) -> Result<Option<Provider>> {
+    match v {
+        0 => Ok(None),
+        n => usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| Provider::ALL.get(i).copied())
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("unknown provider value {n}"))),
+    }
+}
+
+/// Provider → proto enum value (enum order matches `Provider::ALL`).
+pub fn provider_to_pb(p: Provider) -> i32 {
+    Provider::ALL
+        .iter()
+        .position(|x| *x == p)
+        .map_or(0, |i| i as i32 + 1)
+}
+
+/// A Registry message as input.
+pub fn registry_input(r: pb::Registry) -> Result<RegistryInput> {
+    let provider = provider(r.provider, "registry.provider")?;
+    let (all_projects, projects) = match r.scope {
+        Some(s) => (s.all_projects, s.projects),
+        None => (false, Vec::new()),
+    };
+    let (tls_verify, ca_cert_pem) = match r.tls {
+        Some(t) => (t.verify, t.ca_cert_pem),
+        None => (None, String::new()),
+    };
+    Ok(RegistryInput {
+        provider,
+        address: r.address,
+        namespace: r.namespace,
+        region: r.region,
+        repository: r.repository,
+        username: r.username,
+        secret: (!r.secret.is_empty()).then(|| Secret::new(r.secret)),
+        all_projects,
+        projects,
+        tls_verify,
+        ca_cert_pem,
+    })
+}
+
+/// A record as a Registry message. The secret is never set.
+pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
+    let etag = r.etag();
+    let (all_projects, projects) = match r.spec.scope {
+        Scope::AllProjects => (true, Vec::new()),
+        Scope::Projects(p) => (false, p),
+    };
+    pb::Registry {
+        etag,
+        id: r.id,
+        provider: provider_to_pb(r.spec.provider),
+        address: r.spec.address.to_string(),
+        namespace: r.spec.namespace,
+        region: r.spec.region,
+        repository: r.spec.repository,
+        username: r.spec.username,
+        secret: String::new(),
+        has_secret: r.has_secret,
+        is_default: r.is_default,
+        scope: Some(pb::Scope {
+            all_projects,
+            projects,
+        }),
+        tls: Some(pb::TlsSettings {
+            verify: Some(r.spec.tls.verify),
+            ca_cert_pem: r.spec.tls.ca_cert_pem,
+        }),
+        create_time: Some(timestamp(r.create_time_us)),
+        update_time: Some(timestamp(r.update_time_us)),
+        updated_by: r.updated_by,
+    }
+}
+
+fn timestamp(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+// Written by hand (build.rs skips the derive) so that no `{:?}` of a
+// request can print the secret.
+impl fmt::Debug for pb::Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("region", &self.region)
+            .field("repository", &self.repository)
+            .field("username", &self.username)
+            .field("secret", &if self.secret.is_empty() { "" } else { "***" })
+            .field("has_secret", &self.has_secret)
+            .field("is_default", &self.is_default)
+            .field("scope", &self.scope)
+            .field("tls", &self.tls)
+            .field("etag", &self.etag)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_numbers_match_the_proto() {
+        assert_eq!(provider(1, "f").expect("ok"), Some(Provider::AcrPersonal));
+        assert_eq!(provider(12, "f").expect("ok"), Some(Provider::Other));
+        assert_eq!(
+            provider(pb::Provider::Ecr as i32, "f").expect("ok"),
+            Some(Provider::Ecr)
+        );
+        assert!(provider(13, "f").is_err());
+        assert!(provider(-1, "f").is_err());
+        for p in Provider::ALL {
+            assert_eq!(
+                pb::Provider::try_from(provider_to_pb(p)).map(|x| x.as_str_name()),
+                Ok(p.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn registry_debug_hides_secret() {
+        let r = pb::Registry {
+            secret: "hunter2".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{r:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn timestamps_split_micros() {
+        assert_eq!(
+            timestamp(1_500_000),
+            Timestamp {
+                seconds: 1,
+                nanos: 500_000_000
+            }
+        );
+    }
+}

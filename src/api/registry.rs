@@ -1,0 +1,125 @@
+//! RegistryService handlers: convert, delegate to [`Registries`], convert
+//! back.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{provider, registry_input, registry_to_pb};
+use super::{AppState, actor};
+use crate::error::Error;
+use crate::pb::{self, registry_service_server::RegistryService};
+
+/// The RegistryService handler.
+#[derive(Clone)]
+pub struct RegistryApi {
+    state: AppState,
+}
+
+impl RegistryApi {
+    /// Handler over the shared state.
+    pub fn new(state: AppState) -> Self {
+        RegistryApi { state }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn create_registry(
+        &self,
+        req: Request<pb::CreateRegistryRequest>,
+    ) -> Reply<pb::Registry> {
+        let actor = actor(&req)?;
+        let registry = req
+            .into_inner()
+            .registry
+            .ok_or_else(|| Error::invalid("registry", "is required"))?;
+        let make_default = registry.is_default;
+        let input = registry_input(registry)?;
+        let rec = self
+            .state
+            .registries()?
+            .create(input, make_default, &actor)
+            .await?;
+        Ok(Response::new(registry_to_pb(rec)))
+    }
+
+    async fn get_registry(&self, req: Request<pb::GetRegistryRequest>) -> Reply<pb::Registry> {
+        let rec = self.state.registries()?.get(&req.get_ref().id).await?;
+        Ok(Response::new(registry_to_pb(rec)))
+    }
+
+    async fn list_registries(
+        &self,
+        req: Request<pb::ListRegistriesRequest>,
+    ) -> Reply<pb::ListRegistriesResponse> {
+        let r = req.into_inner();
+        let provider = provider(r.provider, "provider")?;
+        let page = self
+            .state
+            .registries()?
+            .list(&r.project, provider, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListRegistriesResponse {
+            registries: page.registries.into_iter().map(registry_to_pb).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_registry(
+        &self,
+        req: Request<pb::UpdateRegistryRequest>,
+    ) -> Reply<pb::Registry> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let registry = r
+            .registry
+            .ok_or_else(|| Error::invalid("registry", "is required"))?;
+        let id = registry.id.clone();
+        let etag = registry.etag.clone();
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        // The provider may be absent from the patch when the mask leaves it
+        // out; registry_input only rejects unknown numbers.
+        let patch = registry_input(registry)?;
+        let rec = self
+            .state
+            .registries()?
+            .update(&id, patch, &mask, &etag, &actor)
+            .await?;
+        Ok(Response::new(registry_to_pb(rec)))
+    }
+
+    async fn delete_registry(
+        &self,
+        req: Request<pb::DeleteRegistryRequest>,
+    ) -> Reply<pb::DeleteRegistryResponse> {
+        let r = req.get_ref();
+        self.state.registries()?.delete(&r.id, &r.etag).await?;
+        Ok(Response::new(pb::DeleteRegistryResponse {}))
+    }
+
+    async fn set_default_registry(
+        &self,
+        req: Request<pb::SetDefaultRegistryRequest>,
+    ) -> Reply<pb::Registry> {
+        let actor = actor(&req)?;
+        let rec = self
+            .state
+            .registries()?
+            .set_default(&req.get_ref().id, &actor)
+            .await?;
+        Ok(Response::new(registry_to_pb(rec)))
+    }
+
+    async fn get_default_registry(
+        &self,
+        req: Request<pb::GetDefaultRegistryRequest>,
+    ) -> Reply<pb::Registry> {
+        let rec = self
+            .state
+            .registries()?
+            .get_default(&req.get_ref().project)
+            .await?;
+        Ok(Response::new(registry_to_pb(rec)))
+    }
+}

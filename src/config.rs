@@ -1,0 +1,83 @@
+//! Configuration: one struct, flags and `BERTH_*` environment variables,
+//! defaults that work on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// berth keeps a CI/CD platform's container image registries.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// berth's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything berth can be told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address the gRPC server listens on. Loopback by default; expose it
+    /// deliberately (e.g. 0.0.0.0:50051 in a container).
+    #[arg(
+        long,
+        env = "BERTH_LISTEN",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Database URL: sqlite://PATH?mode=rwc (default, created on first
+    /// start), postgres://user:pass@host/db or mysql://user:pass@host/db.
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_URL",
+        default_value = "sqlite://berth.db?mode=rwc",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Key that encrypts stored secrets: 32 random bytes, base64
+    /// (`openssl rand -base64 32`). Prefer BERTH_SECRET_KEY_FILE.
+    #[arg(long, env = "BERTH_SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<String>,
+
+    /// File holding the secret key. With neither key option, berth on
+    /// SQLite creates `berth.key` beside the database file (mode 0600); on
+    /// PostgreSQL/MySQL a key is required.
+    #[arg(long, env = "BERTH_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// Log format. The level comes from RUST_LOG (default `info`).
+    #[arg(
+        long,
+        env = "BERTH_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,31 @@
+//! berth: the gRPC service that keeps a CI/CD platform's container image
+//! registries.
+//!
+//! Read the modules in this order:
+//! - [`config`]: flags and `BERTH_*` variables; [`telemetry`]: logging.
+//! - [`server`]: builds the tonic server (reflection, health, tracing,
+//!   shutdown) and opens the store.
+//! - [`api`]: gRPC handlers; they convert protobuf and delegate.
+//! - [`registries`]: what each registry RPC does, in domain terms.
+//! - [`domain`]: providers, addresses, validation, update masks (plain Rust).
+//! - [`store`]: sea-orm entities, migrations and queries (SQLite,
+//!   PostgreSQL, MySQL/MariaDB); secrets are sealed by [`secret`] on the way
+//!   in, with the key from [`keys`].
+//! - [`error`]: one error type and its mapping to `tonic::Status`.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod registries;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+/// Code generated from `proto/berth/v1/`: messages, clients and servers.
+pub mod pb {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("berth.v1");
+}
