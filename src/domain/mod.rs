@@ -1,9 +1,14 @@
 //! Domain rules in plain Rust: providers, addresses, the registry resource,
-//! its validation and update masks. Nothing here knows about gRPC or SQL.
+//! its validation and update masks, image references, provider name
+//! layouts and tag templates. Nothing here knows about gRPC, SQL or HTTP.
 
 pub mod address;
+pub mod layout;
 pub mod provider;
+pub mod reference;
 pub mod registry;
+pub mod tag_filter;
+pub mod tag_template;
 pub mod update;
 
 pub use address::{RegistryAddress, Scheme};

@@ -256,6 +256,27 @@ pub fn validate(
     }
 }
 
+/// Validates an unsaved registry for TestConnection: the fields a
+/// connection needs (provider, address, region where the provider uses it,
+/// credentials, TLS), not the namespace layout.
+pub fn validate_for_connection(input: &RegistryInput, prefix: &str) -> Result<RegistrySpec> {
+    let rules = input.provider.map(|p| p.rules());
+    let mut relaxed = input.clone();
+    if let Some(r) = rules {
+        // Namespace and repository only shape image names; a connection
+        // test does not need them, so stand in valid placeholders.
+        if r.namespace == Need::Required && relaxed.namespace.trim().is_empty() {
+            relaxed.namespace = "connection-test".into();
+        }
+        if r.repository == Need::Required && relaxed.repository.trim().is_empty() {
+            relaxed.repository = "connection-test".into();
+        }
+    }
+    relaxed.all_projects = true;
+    relaxed.projects.clear();
+    validate(&relaxed, false, prefix)
+}
+
 fn check(
     v: &mut Vec<FieldViolation>,
     field: &str,
