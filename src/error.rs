@@ -52,6 +52,9 @@ pub enum Error {
     /// A dependency (database, registry) is not reachable right now.
     #[error("{0}")]
     Unavailable(String),
+    /// A dependency did not answer in time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or an unexpected state; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,6 +83,7 @@ impl Error {
             Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Error::PermissionDenied(_) => "PERMISSION_DENIED",
             Error::Unavailable(_) => "UNAVAILABLE",
+            Error::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -101,6 +105,24 @@ impl From<sea_orm::DbErr> for Error {
     }
 }
 
+/// Registry failures, in the caller's terms: a registry that is down is
+/// UNAVAILABLE, slow is DEADLINE_EXCEEDED, and one that refuses berth's TLS
+/// or credentials, or answers nonsense, is FAILED_PRECONDITION (fix the
+/// registry's settings, do not retry).
+impl From<crate::registry_client::ClientError> for Error {
+    fn from(e: crate::registry_client::ClientError) -> Self {
+        use crate::registry_client::ClientError as C;
+        match e {
+            C::Unreachable(_) => Error::Unavailable(e.to_string()),
+            C::Timeout(_) => Error::DeadlineExceeded(e.to_string()),
+            C::NotFound(m) => Error::NotFound(m),
+            C::Tls(_) | C::Unauthorized(_) | C::Protocol(_) => {
+                Error::FailedPrecondition(e.to_string())
+            }
+        }
+    }
+}
+
 /// The domain/gRPC boundary: picks the code and adds rich details
 /// (`google.rpc.BadRequest` for field violations, `google.rpc.ErrorInfo`
 /// with a stable reason for everything).
@@ -114,6 +136,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Internal(_) => Code::Internal,
         };
         let mut details = ErrorDetails::new();
