@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_SECRET_KEY_FILE", global = true)]
     pub secret_key_file: Option<PathBuf>,
 
+    /// Amazon ECR API endpoint instead of `https://api.ecr.<region>.amazonaws.com`.
+    /// Meant for tests (a local stub) and private endpoints.
+    #[arg(long, env = "BERTH_ECR_ENDPOINT", global = true)]
+    pub ecr_endpoint: Option<String>,
+
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(
         long,

@@ -7,18 +7,23 @@
 //!   shutdown) and opens the store.
 //! - [`api`]: gRPC handlers; they convert protobuf and delegate.
 //! - [`registries`]: what each registry RPC does, in domain terms.
+//! - [`images`]: what each image RPC does; [`credentials`] mints logins.
 //! - [`domain`]: providers, addresses, validation, update masks (plain Rust).
 //! - [`store`]: sea-orm entities, migrations and queries (SQLite,
 //!   PostgreSQL, MySQL/MariaDB); secrets are sealed by [`secret`] on the way
 //!   in, with the key from [`keys`].
+//! - [`registry_client`]: the Docker Registry v2 / OCI HTTP client.
 //! - [`error`]: one error type and its mapping to `tonic::Status`.
 
 pub mod api;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod images;
 pub mod keys;
 pub mod registries;
+pub mod registry_client;
 pub mod secret;
 pub mod server;
 pub mod store;

@@ -13,8 +13,9 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::Instrument;
 
-use crate::api::{AppState, image::ImageApi, registry::RegistryApi};
+use crate::api::{AppState, Ready, image::ImageApi, registry::RegistryApi};
 use crate::config::Config;
+use crate::images::Images;
 use crate::pb::{
     image_service_server::ImageServiceServer, registry_service_server::RegistryServiceServer,
 };
@@ -76,7 +77,11 @@ pub async fn run(
         async move {
             match open_store(&config).await {
                 Ok(store) => {
-                    state.set_ready(Registries::new(store));
+                    let minter = crate::credentials::Minter::new(config.ecr_endpoint.clone());
+                    state.set_ready(Ready {
+                        registries: Registries::new(store.clone()),
+                        images: Images::new(store, minter),
+                    });
                     for s in SERVICES.iter().chain([&""]) {
                         health.set_service_status(*s, ServingStatus::Serving).await;
                     }
@@ -117,7 +122,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
-        .add_service(ImageServiceServer::new(ImageApi))
+        .add_service(ImageServiceServer::new(ImageApi::new(state.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -1,11 +1,222 @@
-//! ImageService. Declared by the API; its RPCs answer UNIMPLEMENTED until
-//! the image issue fills them in (the generated trait's default methods).
+//! ImageService handlers: convert, delegate to [`Images`], convert back.
 
-use crate::pb::image_service_server::ImageService;
+use tonic::{Request, Response, Status};
+
+use super::AppState;
+use super::convert::provider;
+use crate::domain::RegistryInput;
+use crate::domain::registry::validate_for_connection;
+use crate::domain::tag_filter::TagOrder;
+use crate::error::Error;
+use crate::images::ResolveRequest;
+use crate::pb::{self, image_service_server::ImageService};
+use crate::secret::Secret;
 
 /// The ImageService handler.
-#[derive(Clone, Default)]
-pub struct ImageApi;
+#[derive(Clone)]
+pub struct ImageApi {
+    state: AppState,
+}
+
+impl ImageApi {
+    /// Handler over the shared state.
+    pub fn new(state: AppState) -> Self {
+        ImageApi { state }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl ImageService for ImageApi {}
+impl ImageService for ImageApi {
+    async fn parse_image_reference(
+        &self,
+        req: Request<pb::ParseImageReferenceRequest>,
+    ) -> Reply<pb::ParseImageReferenceResponse> {
+        let r = self.state.images()?.parse(&req.get_ref().reference)?;
+        Ok(Response::new(pb::ParseImageReferenceResponse {
+            fully_qualified: r.fully_qualified(),
+            familiar: r.familiar(),
+            domain: r.domain,
+            path: r.path,
+            tag: r.tag.unwrap_or_default(),
+            digest: r.digest.unwrap_or_default(),
+        }))
+    }
+
+    async fn resolve_image(
+        &self,
+        req: Request<pb::ResolveImageRequest>,
+    ) -> Reply<pb::ResolveImageResponse> {
+        let r = req.into_inner();
+        let resolved = self
+            .state
+            .images()?
+            .resolve(ResolveRequest {
+                registry_id: r.registry_id,
+                project: r.project,
+                image: r.image,
+                tag: r.tag,
+                digest: r.digest,
+                variables: r.variables,
+                pin_digest: r.pin_digest,
+            })
+            .await?;
+        Ok(Response::new(pb::ResolveImageResponse {
+            reference: resolved.reference,
+            registry_id: resolved.registry_id,
+            tag: resolved.tag,
+            digest: resolved.digest,
+        }))
+    }
+
+    async fn get_credentials(
+        &self,
+        req: Request<pb::GetCredentialsRequest>,
+    ) -> Reply<pb::GetCredentialsResponse> {
+        let r = req.into_inner();
+        let issued = self
+            .state
+            .images()?
+            .credentials(
+                &r.registry_id,
+                &r.project,
+                &r.image_reference,
+                &r.kubernetes_namespace,
+            )
+            .await?;
+        let c = issued.credentials;
+        Ok(Response::new(pb::GetCredentialsResponse {
+            username: c.username,
+            password: c.password.expose().to_string(),
+            server_address: c.server_address,
+            expire_time: c.expires_at.map(|t| prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            }),
+            docker_config_json: issued.docker_config_json,
+            kubernetes_secret_yaml: issued.kubernetes_secret_yaml,
+            insecure: issued.insecure,
+            ca_cert_pem: issued.ca_cert_pem,
+            registry_id: issued.registry_id,
+        }))
+    }
+
+    async fn list_repositories(
+        &self,
+        req: Request<pb::ListRepositoriesRequest>,
+    ) -> Reply<pb::ListRepositoriesResponse> {
+        let r = req.into_inner();
+        let (repositories, next_page_token) = self
+            .state
+            .images()?
+            .list_repositories(&r.registry_id, &r.project, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListRepositoriesResponse {
+            repositories,
+            next_page_token,
+        }))
+    }
+
+    async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
+        let r = req.into_inner();
+        let order = match pb::TagOrder::try_from(r.order) {
+            Ok(pb::TagOrder::Unspecified | pb::TagOrder::Lexical) => TagOrder::Lexical,
+            Ok(pb::TagOrder::Semver) => TagOrder::Semver,
+            Ok(pb::TagOrder::Newest) => TagOrder::Newest,
+            Err(_) => {
+                return Err(
+                    Error::invalid("order", format!("unknown order value {}", r.order)).into(),
+                );
+            }
+        };
+        let tags = self
+            .state
+            .images()?
+            .list_tags(
+                &r.registry_id,
+                &r.project,
+                &r.image,
+                &r.glob,
+                &r.regex,
+                order,
+                r.page_size,
+            )
+            .await?;
+        Ok(Response::new(pb::ListTagsResponse { tags }))
+    }
+
+    async fn get_image(&self, req: Request<pb::GetImageRequest>) -> Reply<pb::GetImageResponse> {
+        let r = req.into_inner();
+        let info = self
+            .state
+            .images()?
+            .image(&r.registry_id, &r.project, &r.image, &r.reference)
+            .await?;
+        let created = info
+            .created
+            .as_deref()
+            .and_then(|c| c.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .map(|t| prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            });
+        Ok(Response::new(pb::GetImageResponse {
+            digest: info.digest,
+            media_type: info.media_type,
+            size: info.size,
+            platforms: info
+                .platforms
+                .into_iter()
+                .map(|p| pb::Platform {
+                    os: p.os,
+                    architecture: p.architecture,
+                    variant: p.variant,
+                    digest: p.digest,
+                })
+                .collect(),
+            created,
+            labels: info.labels.into_iter().collect(),
+        }))
+    }
+
+    async fn test_connection(
+        &self,
+        req: Request<pb::TestConnectionRequest>,
+    ) -> Reply<pb::TestConnectionResponse> {
+        let r = req.into_inner();
+        let images = self.state.images()?;
+        let report = match (r.registry_id.is_empty(), r.spec) {
+            (false, None) => images.test_stored(&r.registry_id).await?,
+            (true, Some(s)) => {
+                // An unsaved registry is checked by the same rules as a
+                // stored one, minus the fields a connection does not need.
+                let input = RegistryInput {
+                    provider: provider(s.provider, "spec.provider")?,
+                    address: s.address,
+                    region: s.region,
+                    username: s.username,
+                    secret: (!s.secret.is_empty()).then(|| Secret::new(s.secret)),
+                    all_projects: true,
+                    tls_verify: s.tls.as_ref().and_then(|t| t.verify),
+                    ca_cert_pem: s.tls.map(|t| t.ca_cert_pem).unwrap_or_default(),
+                    ..Default::default()
+                };
+                let secret = input.secret.clone();
+                let spec = validate_for_connection(&input, "spec")?;
+                images.test_spec(spec, secret).await?
+            }
+            _ => {
+                return Err(Error::invalid("registry_id", "give either registry_id or spec").into());
+            }
+        };
+        Ok(Response::new(pb::TestConnectionResponse {
+            reachable: report.reachable,
+            tls_verified: report.tls_verified,
+            tls_error: report.tls_error,
+            credentials_accepted: report.credentials_accepted,
+            latency_ms: report.latency_ms,
+            message: report.message,
+        }))
+    }
+}

@@ -9,27 +9,45 @@ use std::sync::{Arc, OnceLock};
 
 use tonic::{Request, Status};
 
+use crate::images::Images;
 use crate::registries::Registries;
 
-/// What handlers share. The registries are set once migrations have been
+/// The use cases, available once the store is open.
+pub struct Ready {
+    /// Registry management.
+    pub registries: Registries,
+    /// Images and credentials.
+    pub images: Images,
+}
+
+/// What handlers share. The use cases are set once migrations have been
 /// applied; until then every call answers UNAVAILABLE (and health says
 /// NOT_SERVING).
 #[derive(Clone, Default)]
 pub struct AppState {
-    registries: Arc<OnceLock<Registries>>,
+    ready: Arc<OnceLock<Ready>>,
 }
 
 impl AppState {
     /// Marks berth ready.
-    pub fn set_ready(&self, registries: Registries) {
-        let _ = self.registries.set(registries);
+    pub fn set_ready(&self, ready: Ready) {
+        let _ = self.ready.set(ready);
+    }
+
+    fn get(&self) -> Result<&Ready, Status> {
+        self.ready
+            .get()
+            .ok_or_else(|| Status::unavailable("berth is starting: migrations are not applied yet"))
     }
 
     /// The registries, or UNAVAILABLE while starting.
     pub fn registries(&self) -> Result<&Registries, Status> {
-        self.registries
-            .get()
-            .ok_or_else(|| Status::unavailable("berth is starting: migrations are not applied yet"))
+        Ok(&self.get()?.registries)
+    }
+
+    /// The image use cases, or UNAVAILABLE while starting.
+    pub fn images(&self) -> Result<&Images, Status> {
+        Ok(&self.get()?.images)
     }
 }
 

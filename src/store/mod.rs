@@ -154,6 +154,33 @@ impl Store {
         self.get(&id).await
     }
 
+    /// Reads one registry with its secret, decrypted. Only the credential
+    /// paths call this.
+    pub async fn get_with_secret(&self, id: &str) -> Result<(RegistryRecord, Option<Secret>)> {
+        let row = registry::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let secret = match (&row.secret_ciphertext, &row.secret_key_id) {
+            (Some(bytes), Some(key_id)) => {
+                let sealed = crate::secret::Sealed {
+                    key_id: key_id.clone(),
+                    bytes: bytes.clone(),
+                };
+                Some(self.cipher.open(&sealed, id).map_err(|e| {
+                    tracing::error!(id, error = %e, "stored secret cannot be opened");
+                    Error::FailedPrecondition(format!(
+                        "the stored secret of registry {id} cannot be decrypted: {e}"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        let mut recs = self.assemble(&self.db, vec![row]).await?;
+        let rec = recs.pop().ok_or_else(|| not_found(id))?;
+        Ok((rec, secret))
+    }
+
     /// Reads one registry.
     pub async fn get(&self, id: &str) -> Result<RegistryRecord> {
         self.find(&self.db, id).await?.ok_or_else(|| not_found(id))

@@ -132,6 +132,7 @@ pub fn config(db_url: &str) -> Config {
         database_url: db_url.to_string(),
         secret_key: Some(TEST_KEY.to_string()),
         secret_key_file: None,
+        ecr_endpoint: std::env::var("BERTH_TEST_ECR_ENDPOINT").ok(),
         log_format: LogFormat::Pretty,
     }
 }

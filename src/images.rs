@@ -1,0 +1,561 @@
+//! The image use cases behind ImageService: which registry a call means,
+//! references, credentials per provider and reads from the registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::credentials::{self, CredentialError, Credentials};
+use crate::domain::reference::ImageReference;
+use crate::domain::registry::check_project_key;
+use crate::domain::tag_filter::{self, TagFilter, TagOrder};
+use crate::domain::tag_template::{self, TemplateVars};
+use crate::domain::{Provider, RegistrySpec, layout};
+use crate::error::{Error, Result};
+use crate::registry_client::{ClientOptions, ClientPool, ImageInfo, RegistryClient};
+use crate::secret::Secret;
+use crate::store::{ListQuery, RegistryRecord, Store};
+
+/// A registry chosen for a call, with its decrypted secret.
+pub struct Target {
+    /// The registry.
+    pub record: RegistryRecord,
+    /// Its secret, if one is stored.
+    pub secret: Option<Secret>,
+}
+
+/// What ResolveImage asks for.
+#[derive(Debug, Default)]
+pub struct ResolveRequest {
+    /// Registry id, or empty for the project's default.
+    pub registry_id: String,
+    /// The project asking.
+    pub project: String,
+    /// Service name or path.
+    pub image: String,
+    /// Tag or tag template.
+    pub tag: String,
+    /// Digest.
+    pub digest: String,
+    /// Template variables.
+    pub variables: HashMap<String, String>,
+    /// Ask the registry for the digest.
+    pub pin_digest: bool,
+}
+
+/// What ResolveImage answers.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Fully qualified reference.
+    pub reference: String,
+    /// Registry used.
+    pub registry_id: String,
+    /// Rendered tag ("" when only a digest was given).
+    pub tag: String,
+    /// Digest, if given or pinned.
+    pub digest: String,
+}
+
+/// Credentials as handed out.
+pub struct Issued {
+    /// Registry used.
+    pub registry_id: String,
+    /// The login.
+    pub credentials: Credentials,
+    /// docker `config.json`.
+    pub docker_config_json: String,
+    /// Kubernetes Secret manifest.
+    pub kubernetes_secret_yaml: String,
+    /// Whether callers must treat the registry as insecure.
+    pub insecure: bool,
+    /// CA to trust.
+    pub ca_cert_pem: String,
+}
+
+/// Result of TestConnection.
+#[derive(Debug, Default)]
+pub struct ConnectionReport {
+    /// `/v2/` answered.
+    pub reachable: bool,
+    /// TLS verified (or not applicable).
+    pub tls_verified: bool,
+    /// Why TLS failed.
+    pub tls_error: String,
+    /// Credentials accepted.
+    pub credentials_accepted: bool,
+    /// Ping latency.
+    pub latency_ms: i64,
+    /// Summary.
+    pub message: String,
+}
+
+/// The image service's state: the store, pooled registry clients and the
+/// credential minters.
+#[derive(Clone)]
+pub struct Images {
+    store: Store,
+    pool: Arc<ClientPool>,
+    minter: Arc<credentials::Minter>,
+}
+
+/// Page size limits of the registry listing calls.
+const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+/// ListTags by creation time reads one manifest and config per tag; above
+/// this many tags the caller must filter first.
+const MAX_NEWEST_TAGS: usize = 200;
+
+impl Images {
+    /// Image use cases over `store`; `ecr_endpoint` overrides the ECR API
+    /// endpoint (tests only).
+    pub fn new(store: Store, minter: credentials::Minter) -> Self {
+        Images {
+            store,
+            pool: Arc::new(ClientPool::default()),
+            minter: Arc::new(minter),
+        }
+    }
+
+    /// ParseImageReference.
+    pub fn parse(&self, reference: &str) -> Result<ImageReference> {
+        ImageReference::parse(reference).map_err(|e| Error::invalid("reference", e.to_string()))
+    }
+
+    /// The registry a call means: `registry_id` (which must include the
+    /// project in its scope), or the project's default.
+    pub async fn target(&self, registry_id: &str, project: &str) -> Result<Target> {
+        let project = check_project(project)?;
+        if registry_id.is_empty() {
+            let Some(default) = self.store.get_default().await? else {
+                return Err(Error::NotFound(
+                    "no default registry is set; pass registry_id".into(),
+                ));
+            };
+            if !default.spec.scope.includes(project) {
+                return Err(Error::NotFound(format!(
+                    "the default registry is not available to project `{project}`; pass registry_id"
+                )));
+            }
+            return self.load(&default.id, project).await;
+        }
+        uuid::Uuid::parse_str(registry_id)
+            .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))?;
+        self.load(registry_id, project).await
+    }
+
+    async fn load(&self, id: &str, project: &str) -> Result<Target> {
+        let (record, secret) = self.store.get_with_secret(id).await?;
+        if !record.spec.scope.includes(project) {
+            return Err(Error::PermissionDenied(format!(
+                "registry {id} is not available to project `{project}`: its scope does not include it"
+            )));
+        }
+        Ok(Target { record, secret })
+    }
+
+    /// ResolveImage.
+    pub async fn resolve(&self, req: ResolveRequest) -> Result<Resolved> {
+        let target = self.target(&req.registry_id, &req.project).await?;
+        let spec = &target.record.spec;
+        let path = layout::repository_path(spec, &req.image, "image")?;
+        let tag = match req.tag.trim() {
+            "" => None,
+            t if t.contains(['{', '}']) => Some(self.render_tag(t, &req, &path)?),
+            t => Some(t.to_string()),
+        };
+        let mut digest = match req.digest.trim() {
+            "" => None,
+            d => Some(d.to_string()),
+        };
+        if tag.is_none() && digest.is_none() {
+            return Err(Error::invalid(
+                "tag",
+                "a tag, tag template or digest is required",
+            ));
+        }
+        // Validate the shape before asking the registry anything.
+        layout::reference(spec, &path, tag.as_deref(), digest.as_deref())?;
+        if req.pin_digest {
+            let reference = tag.as_deref().or(digest.as_deref()).unwrap_or("latest");
+            let client = self.client(&target).await?;
+            let pinned = client.manifest_digest(&path, reference).await?;
+            if let Some(given) = &digest
+                && *given != pinned
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "{path}:{reference} is {pinned}, not the given digest {given}"
+                )));
+            }
+            digest = Some(pinned);
+        }
+        let r = layout::reference(spec, &path, tag.as_deref(), digest.as_deref())?;
+        Ok(Resolved {
+            reference: r.fully_qualified(),
+            registry_id: target.record.id,
+            tag: tag.unwrap_or_default(),
+            digest: digest.unwrap_or_default(),
+        })
+    }
+
+    fn render_tag(&self, template: &str, req: &ResolveRequest, path: &str) -> Result<String> {
+        let mut vars = req.variables.clone();
+        let service = path.rsplit('/').next().unwrap_or(path).to_string();
+        vars.entry("SERVICE".into()).or_insert(service);
+        vars.entry("PROJECT".into())
+            .or_insert_with(|| req.project.clone());
+        vars.entry("TIMESTAMP".into())
+            .or_insert_with(|| Utc::now().format("%Y%m%d%H%M%S").to_string());
+        tag_template::render(template, &TemplateVars::new(vars))
+            .map_err(|e| Error::invalid("tag", e.to_string()))
+    }
+
+    /// GetCredentials: by registry id, by an image reference's domain, or
+    /// the project's default.
+    pub async fn credentials(
+        &self,
+        registry_id: &str,
+        project: &str,
+        image_reference: &str,
+        kubernetes_namespace: &str,
+    ) -> Result<Issued> {
+        let namespace = match kubernetes_namespace.trim() {
+            "" => "default",
+            n if is_dns_label(n) => n,
+            _ => {
+                return Err(Error::invalid(
+                    "kubernetes_namespace",
+                    "must be a Kubernetes namespace name (DNS-1123 label)",
+                ));
+            }
+        };
+        let target = if registry_id.is_empty() && !image_reference.is_empty() {
+            self.target_for_reference(image_reference, project).await?
+        } else {
+            self.target(registry_id, project).await?
+        };
+        let creds = self.mint(&target).await?;
+        let spec = &target.record.spec;
+        let host = spec.address.host_port();
+        let mut keys = vec![host.clone()];
+        if spec.provider == Provider::DockerHub || host == "docker.io" {
+            // docker and skopeo look Docker Hub up under its legacy key.
+            keys.push("https://index.docker.io/v1/".into());
+        }
+        let entries: Vec<(&str, &str, &str)> = if creds.username.is_empty() {
+            Vec::new()
+        } else {
+            keys.iter()
+                .map(|k| (k.as_str(), creds.username.as_str(), creds.password.expose()))
+                .collect()
+        };
+        let docker_config_json = credentials::docker_config::docker_config_json(&entries);
+        let secret_name = credentials::docker_config::secret_name(&target.record.id, &host);
+        let kubernetes_secret_yaml = credentials::docker_config::kubernetes_secret_yaml(
+            &secret_name,
+            namespace,
+            &docker_config_json,
+        );
+        tracing::info!(registry_id = %target.record.id, project, provider = %spec.provider, "credentials issued");
+        Ok(Issued {
+            registry_id: target.record.id.clone(),
+            insecure: !spec.tls.verify || spec.address.scheme() == crate::domain::Scheme::Http,
+            ca_cert_pem: spec.tls.ca_cert_pem.clone(),
+            credentials: creds,
+            docker_config_json,
+            kubernetes_secret_yaml,
+        })
+    }
+
+    /// The registry in the project's scope whose address is the reference's
+    /// domain; with several (one per namespace), the one whose namespace
+    /// the path lives under.
+    async fn target_for_reference(&self, reference: &str, project: &str) -> Result<Target> {
+        let project = check_project(project)?;
+        let r = ImageReference::parse(reference)
+            .map_err(|e| Error::invalid("image_reference", e.to_string()))?;
+        let candidates = self
+            .store
+            .list(&ListQuery {
+                project: Some(project.to_string()),
+                provider: None,
+                limit: 10_000,
+                after_id: None,
+            })
+            .await?;
+        let best = candidates
+            .into_iter()
+            .filter(|c| c.spec.address.host_port() == r.domain)
+            .max_by_key(|c| {
+                let ns = &c.spec.namespace;
+                let under =
+                    !ns.is_empty() && (r.path == *ns || r.path.starts_with(&format!("{ns}/")));
+                (under, ns.len())
+            })
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no registry for `{}` is available to project `{project}`",
+                    r.domain
+                ))
+            })?;
+        self.load(&best.id, project).await
+    }
+
+    /// Mints the docker login for a registry, per provider.
+    async fn mint(&self, target: &Target) -> Result<Credentials> {
+        self.minter
+            .mint(&target.record, target.secret.as_ref())
+            .await
+            .map_err(credential_error)
+    }
+
+    async fn client(&self, target: &Target) -> Result<Arc<RegistryClient>> {
+        let rec = &target.record;
+        let client = self
+            .pool
+            .get(&rec.id, rec.revision, &rec.spec.address, &rec.spec.tls)?;
+        let creds = self.mint(target).await?;
+        client.set_credentials(
+            (!creds.username.is_empty()).then(|| (creds.username.clone(), creds.password.clone())),
+        );
+        Ok(client)
+    }
+
+    /// ListRepositories: one page of the registry's catalog.
+    pub async fn list_repositories(
+        &self,
+        registry_id: &str,
+        project: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<String>, String)> {
+        let target = self.target(registry_id, project).await?;
+        let n = page(page_size)?;
+        let last = match page_token {
+            "" => None,
+            t => Some(decode_token(t)?),
+        };
+        let client = self.client(&target).await?;
+        let (repos, more) = client.catalog(n, last.as_deref()).await?;
+        let next = match (more, repos.last()) {
+            (true, Some(l)) => encode_token(l),
+            _ => String::new(),
+        };
+        Ok((repos, next))
+    }
+
+    /// ListTags.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_tags(
+        &self,
+        registry_id: &str,
+        project: &str,
+        image: &str,
+        glob: &str,
+        regex: &str,
+        order: TagOrder,
+        page_size: i32,
+    ) -> Result<Vec<String>> {
+        let target = self.target(registry_id, project).await?;
+        let path = layout::repository_path(&target.record.spec, image, "image")?;
+        let filter = TagFilter::new(glob, regex)?;
+        let n = page(page_size)?;
+        let client = self.client(&target).await?;
+        let mut tags: Vec<String> = client
+            .tags(&path)
+            .await?
+            .into_iter()
+            .filter(|t| filter.matches(t))
+            .collect();
+        tag_filter::sort_tags(&mut tags, order);
+        if order == TagOrder::Newest {
+            if tags.len() > MAX_NEWEST_TAGS {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} tags match; ordering by creation time reads each image, so narrow them to at most {MAX_NEWEST_TAGS} with glob or regex",
+                    tags.len()
+                )));
+            }
+            let mut dated = Vec::with_capacity(tags.len());
+            for t in tags {
+                let created = client
+                    .image(&path, &t)
+                    .await?
+                    .created
+                    .and_then(|c| c.parse::<DateTime<Utc>>().ok());
+                dated.push((created, t));
+            }
+            // Newest first; images without `created` last.
+            dated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            tags = dated.into_iter().map(|(_, t)| t).collect();
+        }
+        tags.truncate(n);
+        Ok(tags)
+    }
+
+    /// GetImage.
+    pub async fn image(
+        &self,
+        registry_id: &str,
+        project: &str,
+        image: &str,
+        reference: &str,
+    ) -> Result<ImageInfo> {
+        let target = self.target(registry_id, project).await?;
+        let path = layout::repository_path(&target.record.spec, image, "image")?;
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return Err(Error::invalid(
+                "reference",
+                "is required (a tag or a digest)",
+            ));
+        }
+        // Check the tag or digest by the reference grammar.
+        let (tag, digest) = if reference.contains(':') {
+            (None, Some(reference))
+        } else {
+            (Some(reference), None)
+        };
+        layout::reference(&target.record.spec, &path, tag, digest)
+            .map_err(|_| Error::invalid("reference", "is not a valid tag or digest"))?;
+        let client = self.client(&target).await?;
+        Ok(client.image(&path, reference).await?)
+    }
+
+    /// TestConnection for a stored registry.
+    pub async fn test_stored(&self, registry_id: &str) -> Result<ConnectionReport> {
+        uuid::Uuid::parse_str(registry_id)
+            .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))?;
+        let (record, secret) = self.store.get_with_secret(registry_id).await?;
+        Ok(self.test(&Target { record, secret }).await)
+    }
+
+    /// TestConnection for an unsaved registry.
+    pub async fn test_spec(
+        &self,
+        spec: RegistrySpec,
+        secret: Option<Secret>,
+    ) -> Result<ConnectionReport> {
+        let record = RegistryRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            spec,
+            has_secret: secret.is_some(),
+            is_default: false,
+            create_time_us: 0,
+            update_time_us: 0,
+            updated_by: String::new(),
+            revision: 0,
+        };
+        Ok(self.test(&Target { record, secret }).await)
+    }
+
+    async fn test(&self, target: &Target) -> ConnectionReport {
+        use crate::registry_client::ClientError as C;
+        let spec = &target.record.spec;
+        let mut report = ConnectionReport::default();
+        let client = match RegistryClient::new(&spec.address, &spec.tls, ClientOptions::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                report.message = e.to_string();
+                return report;
+            }
+        };
+        match client.ping().await {
+            Ok(p) => {
+                report.reachable = true;
+                report.tls_verified = true;
+                report.latency_ms = p.latency_ms as i64;
+            }
+            Err(C::Tls(why)) => {
+                report.reachable = true;
+                report.tls_error = why.clone();
+                report.message = format!("TLS failed: {why}");
+                return report;
+            }
+            Err(e) => {
+                report.message = e.to_string();
+                return report;
+            }
+        }
+        if !spec.tls.verify || spec.address.scheme() == crate::domain::Scheme::Http {
+            // Nothing was verified: say so rather than claim it.
+            report.tls_verified = false;
+        }
+        let creds = match self.mint(target).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.message = format!("could not mint credentials: {e}");
+                return report;
+            }
+        };
+        client.set_credentials(
+            (!creds.username.is_empty()).then(|| (creds.username.clone(), creds.password.clone())),
+        );
+        match client.check_credentials().await {
+            Ok(()) => {
+                report.credentials_accepted = true;
+                report.message = "registry reachable and credentials accepted".into();
+            }
+            Err(C::Unauthorized(why)) => report.message = format!("credentials rejected: {why}"),
+            Err(e) => report.message = e.to_string(),
+        }
+        report
+    }
+}
+
+fn check_project(project: &str) -> Result<&str> {
+    let p = project.trim();
+    if p.is_empty() {
+        return Err(Error::invalid("project", "is required"));
+    }
+    check_project_key(p).map_err(|why| Error::invalid("project", why))?;
+    Ok(p)
+}
+
+fn page(page_size: i32) -> Result<usize> {
+    match page_size {
+        n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+fn encode_token(last: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("r1|{last}"))
+}
+
+fn decode_token(t: &str) -> Result<String> {
+    use base64::Engine as _;
+    let bad = || Error::invalid("page_token", "is not a token returned by a previous call");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .map_err(|_| bad())?;
+    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    s.strip_prefix("r1|").map(str::to_string).ok_or_else(bad)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn credential_error(e: CredentialError) -> Error {
+    match e {
+        CredentialError::InvalidKey(m) => {
+            Error::FailedPrecondition(format!("the stored key is not usable: {m}"))
+        }
+        CredentialError::Rejected(m) => {
+            Error::FailedPrecondition(format!("the provider refused the stored keys: {m}"))
+        }
+        CredentialError::Unavailable(m) => {
+            Error::Unavailable(format!("the provider's token service is unavailable: {m}"))
+        }
+        CredentialError::BadResponse(m) => {
+            Error::FailedPrecondition(format!("the provider answered something unexpected: {m}"))
+        }
+    }
+}
