@@ -3,6 +3,7 @@
 //! graceful shutdown.
 
 mod common;
+mod support;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -257,8 +258,9 @@ async fn bad_flags_are_explained() {
 }
 
 /// grpcurl (v1alpha reflection) lists the services, and every command in
-/// the README's grpcurl block runs as written against a live berth.
-#[tokio::test]
+/// the README's grpcurl blocks runs as written against a live berth (and,
+/// for ImageService, the dev registry the README tells readers to start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_reflection_and_readme_examples() {
     let Some(grpcurl) = which("grpcurl") else {
         panic!(

@@ -207,7 +207,9 @@ impl ImageService for ImageApi {
                 images.test_spec(spec, secret).await?
             }
             _ => {
-                return Err(Error::invalid("registry_id", "give either registry_id or spec").into());
+                return Err(
+                    Error::invalid("registry_id", "give either registry_id or spec").into(),
+                );
             }
         };
         Ok(Response::new(pb::TestConnectionResponse {
