@@ -49,6 +49,11 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// Address of the Prometheus metrics HTTP listener (`GET /metrics`),
+    /// e.g. 0.0.0.0:9090. Off when unset.
+    #[arg(long, env = "BERTH_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Database URL: sqlite://PATH?mode=rwc (default, created on first
     /// start), postgres://user:pass@host/db or mysql://user:pass@host/db.
     #[arg(
@@ -75,6 +80,11 @@ pub struct Config {
     /// Meant for tests (a local stub) and private endpoints.
     #[arg(long, env = "BERTH_ECR_ENDPOINT", global = true)]
     pub ecr_endpoint: Option<String>,
+
+    /// Seconds berth waits for one registry request (connect: 5 s at most)
+    /// before answering DEADLINE_EXCEEDED.
+    #[arg(long, env = "BERTH_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub registry_timeout: u64,
 
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(

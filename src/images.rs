@@ -107,12 +107,12 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_NEWEST_TAGS: usize = 200;
 
 impl Images {
-    /// Image use cases over `store`; `ecr_endpoint` overrides the ECR API
-    /// endpoint (tests only).
-    pub fn new(store: Store, minter: credentials::Minter) -> Self {
+    /// Image use cases over `store`, minting with `minter`, reaching
+    /// registries with `options`.
+    pub fn new(store: Store, minter: credentials::Minter, options: ClientOptions) -> Self {
         Images {
             store,
-            pool: Arc::new(ClientPool::default()),
+            pool: Arc::new(ClientPool::new(options)),
             minter: Arc::new(minter),
         }
     }
@@ -452,13 +452,14 @@ impl Images {
         use crate::registry_client::ClientError as C;
         let spec = &target.record.spec;
         let mut report = ConnectionReport::default();
-        let client = match RegistryClient::new(&spec.address, &spec.tls, ClientOptions::default()) {
-            Ok(c) => c,
-            Err(e) => {
-                report.message = e.to_string();
-                return report;
-            }
-        };
+        let client =
+            match RegistryClient::new(&spec.address, &spec.tls, self.pool.options().clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    report.message = e.to_string();
+                    return report;
+                }
+            };
         match client.ping().await {
             Ok(p) => {
                 report.reachable = true;

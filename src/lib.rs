@@ -2,7 +2,8 @@
 //! registries.
 //!
 //! Read the modules in this order:
-//! - [`config`]: flags and `BERTH_*` variables; [`telemetry`]: logging.
+//! - [`config`]: flags and `BERTH_*` variables; [`telemetry`]: logging;
+//!   [`metrics`]: Prometheus.
 //! - [`server`]: builds the tonic server (reflection, health, tracing,
 //!   shutdown) and opens the store.
 //! - [`api`]: gRPC handlers; they convert protobuf and delegate.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod images;
 pub mod keys;
+pub mod metrics;
 pub mod registries;
 pub mod registry_client;
 pub mod secret;

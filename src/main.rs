@@ -26,6 +26,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: berth::config::Config) -> anyhow::Result<()> {
+    if let Some(addr) = config.metrics_listen {
+        berth::metrics::install(addr)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     berth::server::run(config, listener, berth::server::shutdown_signal()).await
 }

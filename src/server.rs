@@ -77,10 +77,17 @@ pub async fn run(
         async move {
             match open_store(&config).await {
                 Ok(store) => {
+                    crate::metrics::watch_pool(store.clone());
                     let minter = crate::credentials::Minter::new(config.ecr_endpoint.clone());
                     state.set_ready(Ready {
                         registries: Registries::new(store.clone()),
-                        images: Images::new(store, minter),
+                        images: Images::new(
+                            store,
+                            minter,
+                            crate::registry_client::ClientOptions::with_timeout_secs(
+                                config.registry_timeout,
+                            ),
+                        ),
                     });
                     for s in SERVICES.iter().chain([&""]) {
                         health.set_service_status(*s, ServingStatus::Serving).await;
@@ -118,6 +125,7 @@ pub async fn run(
     let serve = Server::builder()
         .timeout(Duration::from_secs(60))
         .trace_fn(rpc_span)
+        .layer(crate::metrics::RpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

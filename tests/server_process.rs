@@ -346,3 +346,55 @@ fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The Prometheus endpoint answers on BERTH_METRICS_LISTEN with RPC counts
+/// by status code, latency histograms and database pool use.
+#[tokio::test]
+async fn metrics_are_scraped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut p = Proc::spawn(
+        dir.path(),
+        &[
+            ("RUST_LOG", "info"),
+            ("BERTH_METRICS_LISTEN", &metrics_addr),
+        ],
+        &["serve"],
+    );
+    p.wait_serving().await;
+    let mut c = RegistryServiceClient::connect(format!("http://{}", p.addr))
+        .await
+        .expect("connect");
+    c.list_registries(pb::ListRegistriesRequest::default())
+        .await
+        .expect("list");
+    let _ = c
+        .get_registry(pb::GetRegistryRequest { id: "nope".into() })
+        .await
+        .expect_err("invalid id");
+    // The pool gauge is published every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        if text.contains("berth_db_pool_connections") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for want in [
+        r#"berth_rpc_requests_total{method="/berth.v1.RegistryService/ListRegistries",code="Ok"} 1"#,
+        r#"berth_rpc_requests_total{method="/berth.v1.RegistryService/GetRegistry",code="InvalidArgument"} 1"#,
+        r#"berth_rpc_duration_seconds_bucket{method="/berth.v1.RegistryService/ListRegistries",le="+Inf"} 1"#,
+        r#"berth_db_pool_connections{state="idle"}"#,
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    drop(c);
+    let (status, _) = p.terminate().await;
+    assert!(status.success());
+}

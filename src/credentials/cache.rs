@@ -93,6 +93,7 @@ impl TokenCache {
         let seen = slot.attempts.load(Ordering::Acquire);
         let mut state = slot.state.lock().await;
         if let Some(creds) = state.creds.as_ref().filter(|c| self.is_fresh(c)) {
+            metrics::counter!("berth_credential_cache_total", "result" => "hit").increment(1);
             return Ok(creds.clone());
         }
         if slot.attempts.load(Ordering::Acquire) != seen
@@ -100,6 +101,7 @@ impl TokenCache {
         {
             return Err(err.clone());
         }
+        metrics::counter!("berth_credential_cache_total", "result" => "miss").increment(1);
         let result = mint().await;
         match &result {
             Ok(creds) => {

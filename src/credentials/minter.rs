@@ -77,6 +77,8 @@ impl Minter {
                 let mut creds = self
                     .cache
                     .get_or_mint(&key, || {
+                        metrics::counter!("berth_token_refreshes_total", "provider" => "ECR")
+                            .increment(1);
                         self.ecr
                             .get_authorization_token(&spec.region, &spec.username, secret)
                     })

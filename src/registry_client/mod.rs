@@ -67,6 +67,18 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
 }
 
+impl ClientOptions {
+    /// Options with a whole-request timeout of `secs` seconds.
+    pub fn with_timeout_secs(secs: u64) -> Self {
+        let request_timeout = Duration::from_secs(secs.max(1));
+        ClientOptions {
+            connect_timeout: request_timeout.min(Duration::from_secs(5)),
+            request_timeout,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
@@ -355,7 +367,9 @@ impl RegistryClient {
                 req = req.header(AUTHORIZATION, a.clone());
             }
             let last = attempt >= self.options.attempts;
-            match req.send().await {
+            let sent = req.send().await;
+            self.count(&sent);
+            match sent {
                 Ok(resp)
                     if resp.status() == StatusCode::TOO_MANY_REQUESTS
                         || resp.status().is_server_error() =>
@@ -389,6 +403,35 @@ impl RegistryClient {
             }
             delay *= 2;
         }
+    }
+}
+
+impl RegistryClient {
+    /// `berth_registry_requests_total{registry, outcome}`.
+    fn count(&self, sent: &Result<Response, reqwest::Error>) {
+        let outcome = match sent {
+            Ok(r) => match r.status() {
+                s if s.is_success() || s.is_redirection() => "ok",
+                StatusCode::UNAUTHORIZED => "unauthorized",
+                StatusCode::FORBIDDEN => "forbidden",
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::TOO_MANY_REQUESTS => "throttled",
+                s if s.is_server_error() => "server_error",
+                _ => "client_error",
+            },
+            Err(e) => match transport_error(e) {
+                ClientError::Tls(_) => "tls_error",
+                ClientError::Timeout(_) => "timeout",
+                _ => "unreachable",
+            },
+        };
+        let registry = self
+            .base
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.base)
+            .to_string();
+        metrics::counter!("berth_registry_requests_total", "registry" => registry, "outcome" => outcome).increment(1);
     }
 }
 
@@ -439,10 +482,24 @@ fn transport_error(e: &reqwest::Error) -> ClientError {
 /// revision), so connections and tokens are reused across calls.
 #[derive(Default)]
 pub struct ClientPool {
+    options: ClientOptions,
     clients: Mutex<HashMap<String, (i64, Arc<RegistryClient>)>>,
 }
 
 impl ClientPool {
+    /// A pool whose clients use `options`.
+    pub fn new(options: ClientOptions) -> Self {
+        ClientPool {
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options new clients get.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
     /// The client for registry `id` at `revision`.
     pub fn get(
         &self,
@@ -457,7 +514,7 @@ impl ClientPool {
         {
             return Ok(c.clone());
         }
-        let client = Arc::new(RegistryClient::new(address, tls, ClientOptions::default())?);
+        let client = Arc::new(RegistryClient::new(address, tls, self.options.clone())?);
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id.to_string(), (revision, client.clone()));
         }

@@ -78,6 +78,25 @@ impl Store {
         migration::Migrator::up(&self.db, None).await
     }
 
+    /// Pool size and idle connections, for metrics.
+    pub fn pool_stats(&self) -> Option<(u32, usize)> {
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                Some((p.size(), p.num_idle()))
+            }
+            DatabaseBackend::MySql => {
+                let p = self.db.get_mysql_connection_pool();
+                Some((p.size(), p.num_idle()))
+            }
+            DatabaseBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                Some((p.size(), p.num_idle()))
+            }
+            _ => None,
+        }
+    }
+
     /// The underlying connection (tests read rows directly through it).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db

@@ -132,24 +132,41 @@ pub fn config(db_url: &str) -> Config {
         database_url: db_url.to_string(),
         secret_key: Some(TEST_KEY.to_string()),
         secret_key_file: None,
-        ecr_endpoint: std::env::var("BERTH_TEST_ECR_ENDPOINT").ok(),
+        // Tests that mint ECR tokens point this at a stub with
+        // `TestServer::start_with`; no test may reach the real AWS.
+        ecr_endpoint: None,
+        registry_timeout: 30,
+        metrics_listen: None,
         log_format: LogFormat::Pretty,
     }
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with `configure` changing the
+    /// [`config`] first, e.g. `cfg.ecr_endpoint = Some(stub.endpoint.clone())`.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let db = TestDb::new(backend).await;
-        Self::start_on(db).await
+        Self::start_on_with(db, configure).await
     }
 
     pub async fn start_on(db: TestDb) -> TestServer {
+        Self::start_on_with(db, |_| {}).await
+    }
+
+    /// Starts a server on `db` with the [`config`] changed by `configure`.
+    pub async fn start_on_with(db: TestDb, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = config(&db.url);
+        configure(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(berth::server::run(config(&db.url), listener, async {
+        let task = tokio::spawn(berth::server::run(cfg, listener, async {
             let _ = rx.await;
         }));
         let server = TestServer {
