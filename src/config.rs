@@ -16,6 +16,9 @@ pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
     pub config: Config,
+    /// Options of the client commands (`registry`, `image`).
+    #[command(flatten)]
+    pub client: crate::cli::ClientArgs,
 }
 
 /// berth's commands.
@@ -25,6 +28,12 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage registries on a running berth (client).
+    #[command(subcommand)]
+    Registry(crate::cli::RegistryCommand),
+    /// Images and credentials from a running berth (client).
+    #[command(subcommand)]
+    Image(crate::cli::ImageCommand),
 }
 
 /// Log output format.

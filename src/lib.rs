@@ -14,9 +14,11 @@
 //!   PostgreSQL, MySQL/MariaDB); secrets are sealed by [`secret`] on the way
 //!   in, with the key from [`keys`].
 //! - [`registry_client`]: the Docker Registry v2 / OCI HTTP client.
+//! - [`cli`]: `berth registry …` / `berth image …`, the operator's client.
 //! - [`error`]: one error type and its mapping to `tonic::Status`.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod domain;

@@ -8,12 +8,14 @@ use berth::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    berth::telemetry::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config).await,
-        Command::Migrate => berth::server::open_store(&cli.config).await.map(|_| {
-            tracing::info!("migrations applied");
-        }),
+        // Client commands print answers, not logs.
+        Command::Registry(cmd) => berth::cli::registry(cmd, &cli.client).await,
+        Command::Image(cmd) => berth::cli::image(cmd, &cli.client).await,
+        server_side => {
+            berth::telemetry::init(cli.config.log_format);
+            run_server_side(server_side, cli.config).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -22,6 +24,15 @@ async fn main() -> std::process::ExitCode {
             eprintln!("berth: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+async fn run_server_side(command: Command, config: berth::config::Config) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => berth::server::open_store(&config).await.map(|_| {
+            tracing::info!("migrations applied");
+        }),
+        _ => serve(config).await,
     }
 }
 
