@@ -146,6 +146,16 @@ impl From<Error> for Status {
             }
         }
         details.set_error_info(e.reason(), "berth", std::collections::HashMap::new());
+        // Tell clients when a retry can help, and how soon.
+        match &e {
+            Error::Unavailable(_) => {
+                details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+            }
+            Error::Aborted(_) | Error::DeadlineExceeded(_) => {
+                details.set_retry_info(Some(std::time::Duration::from_millis(100)));
+            }
+            _ => {}
+        }
         let message = match &e {
             Error::Internal(_) => "internal error".to_string(),
             other => other.to_string(),

@@ -155,8 +155,16 @@ pub async fn run(
 }
 
 /// One span per RPC, named by the method, with the caller's request id
-/// (metadata `x-request-id`) when given.
+/// (metadata `x-request-id`, generated when absent) and identity
+/// (`x-berth-actor`), so JSON log lines carry both.
 fn rpc_span(req: &http::Request<()>) -> tracing::Span {
+    let caller = req
+        .headers()
+        .get(crate::api::ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 256)
+        .unwrap_or("anonymous")
+        .to_owned();
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -164,7 +172,7 @@ fn rpc_span(req: &http::Request<()>) -> tracing::Span {
         .filter(|v| v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id)
+    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id, caller = %caller)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -405,6 +405,18 @@ async fn etag_and_update_mask(backend: Backend) {
         .await
         .expect_err("stale");
     assert_eq!(err.code(), Code::Aborted);
+    {
+        use tonic_types::StatusExt;
+        let info = err.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("ETAG_MISMATCH", "berth")
+        );
+        assert!(
+            err.get_details_retry_info().is_some(),
+            "a stale etag is worth retrying"
+        );
+    }
     let err = c
         .delete_registry(pb::DeleteRegistryRequest {
             id: created.id.clone(),

@@ -286,43 +286,81 @@ async fn grpcurl_reflection_and_readme_examples() {
 
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let script = readme_examples(&readme);
-    assert!(
-        script.matches("grpcurl").count() >= 8,
-        "README has the grpcurl examples"
+    let registry =
+        support::registry::TestRegistry::start(support::registry::AuthMode::Htpasswd).await;
+    tokio::task::block_in_place(|| registry.push_test_images("berth/app"));
+    let ca = registry.ca_dir.join("ca.crt");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_berth"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        grpcurl.parent().expect("dir").display(),
+        std::env::var("PATH").unwrap_or_default()
     );
-    // The README uses the default address; this berth listens elsewhere.
-    let script = script.replace("localhost:50051", &p.addr);
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                grpcurl.parent().expect("dir").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .output()
-        .expect("run README examples");
-    assert!(
-        out.status.success(),
-        "README examples failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Run in README order on one berth: each block builds on the last.
+    let blocks = [
+        ("examples", "grpcurl", 8),
+        ("image-examples", "grpcurl", 8),
+        ("cli-examples", "berth ", 6),
+        ("go-examples", "go run", 1),
+    ];
+    for (marker, command, min_calls) in blocks {
+        let script = readme_examples(&readme, marker);
+        assert!(
+            script.matches(command).count() >= min_calls,
+            "README has the {marker}"
+        );
+        // The README uses the default address; this berth listens elsewhere.
+        let script = script.replace("localhost:50051", &p.addr);
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", &path)
+            .env("TMPDIR", dir.path())
+            .env("BERTH_SERVER", format!("http://{}", p.addr))
+            .env("REGISTRY", &registry.host)
+            .env("REGISTRY_USER", &registry.username)
+            .env("REGISTRY_PASSWORD", &registry.password)
+            .env("REGISTRY_CA", &ca)
+            .env("REGISTRY_CA_DIR", &registry.ca_dir)
+            .output()
+            .expect("run README examples");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "README {marker} failed:\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expect: &[&str] = match marker {
+            // skopeo listed the tags with berth's config.json, and the
+            // connection test passed.
+            "image-examples" => &["\"1.10.0\"", "\"credentialsAccepted\": true"],
+            "cli-examples" => &[
+                "harbor.example.com/platform/api:42-main",
+                "kubernetes.io/dockerconfigjson",
+            ],
+            "go-examples" => &["image: harbor.example.com/platform/api:42-feature-login"],
+            _ => &["berth.v1.RegistryService"],
+        };
+        for e in expect {
+            assert!(stdout.contains(e), "README {marker}: no {e} in:\n{stdout}");
+        }
+    }
     let (status, _) = p.terminate().await;
     assert!(status.success());
 }
 
-/// The shell blocks between `<!-- examples:start -->` and
-/// `<!-- examples:end -->`, concatenated.
-fn readme_examples(readme: &str) -> String {
+/// The shell blocks between `<!-- MARKER:start -->` and
+/// `<!-- MARKER:end -->`, concatenated.
+fn readme_examples(readme: &str, marker: &str) -> String {
     let start = readme
-        .find("<!-- examples:start -->")
+        .find(&format!("<!-- {marker}:start -->"))
         .expect("examples start marker");
     let end = readme
-        .find("<!-- examples:end -->")
+        .find(&format!("<!-- {marker}:end -->"))
         .expect("examples end marker");
     let mut script = String::new();
     let mut inside = false;

@@ -35,9 +35,12 @@ impl AppState {
     }
 
     fn get(&self) -> Result<&Ready, Status> {
-        self.ready
-            .get()
-            .ok_or_else(|| Status::unavailable("berth is starting: migrations are not applied yet"))
+        self.ready.get().ok_or_else(|| {
+            crate::error::Error::Unavailable(
+                "berth is starting: migrations are not applied yet".into(),
+            )
+            .into()
+        })
     }
 
     /// The registries, or UNAVAILABLE while starting.
