@@ -1,214 +1,30 @@
 //! Tests for `ecr.rs` against a loopback HTTP/1.1 stub that checks SigV4 by
-//! hand (HMAC chain written here, not aws-sigv4), as ECR would.
+//! hand (HMAC chain written here, not aws-sigv4), as ECR would. The stub
+//! lives in `ecr_stub.rs`, shared with the integration test
+//! `tests/ecr_api.rs`.
 
-use std::collections::BTreeMap;
-
-use chrono::{NaiveDateTime, TimeZone, Utc};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::*;
 
+// A `#[path]` inside a file that was itself loaded through `#[path]` is
+// relative to this file's directory, `src/credentials/`.
+#[path = "ecr_stub.rs"]
+mod stub;
+
+use stub::{EcrStub, Mode, Setup};
+
 const AKID: &str = "AKIDEXAMPLE12345";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const REGION: &str = "eu-west-1";
-// $ printf %s 'AWS:pa:ss' | base64
-const TOKEN: &str = "QVdTOnBhOnNz";
+const REGION: &str = stub::REGION;
+const KEYS: &[(&str, &str)] = &[(AKID, SECRET)];
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Verify,
-    Status500,
-    Garbage,
-    Hang,
-}
-
-/// A request as the stub saw it: headers lowercased, repeats joined by `,`.
-struct Seen {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// Starts the stub; returns its endpoint, e.g. `http://127.0.0.1:PORT`.
-async fn stub(mode: Mode) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                let Some(seen) = read_request(&mut stream).await else {
-                    return;
-                };
-                let (status, body) = match mode {
-                    Mode::Verify => verify(&seen),
-                    Mode::Status500 => (500, r#"{"__type":"ServerException"}"#.into()),
-                    Mode::Garbage => (200, r#"{"authorizationData": 7"#.into()),
-                    Mode::Hang => {
-                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                        return;
-                    }
-                };
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: {CONTENT_TYPE}\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.get_mut().write_all(response.as_bytes()).await;
-                let _ = stream.get_mut().shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
-async fn read_request(stream: &mut BufReader<tokio::net::TcpStream>) -> Option<Seen> {
-    let mut line = String::new();
-    stream.read_line(&mut line).await.ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await.ok()?;
-        let header = line.trim_end_matches(['\r', '\n']);
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers
-            .entry(name.trim().to_ascii_lowercase())
-            .and_modify(|v| *v = format!("{v},{}", value.trim()))
-            .or_insert_with(|| value.trim().to_owned());
-    }
-    let len = headers
-        .get("content-length")
-        .map_or(Ok(0), |v| v.parse())
-        .ok()?;
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(Seen {
-        method,
-        path,
-        headers,
-        body,
+/// A stub accepting [`KEYS`] that answers as `mode`.
+fn stub_in(mode: Mode) -> EcrStub {
+    EcrStub::launch(Setup {
+        mode,
+        ..Setup::new(KEYS)
     })
-}
-
-fn hmac(key: &[u8], msg: &str) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(msg.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// Checks the request like ECR: 400 for a malformed call, 403
-/// `InvalidSignatureException` for a wrong signature, 200 with a token.
-fn verify(seen: &Seen) -> (u16, String) {
-    match check(seen) {
-        Ok(true) => {
-            let body = serde_json::json!({"authorizationData": [{
-                "authorizationToken": TOKEN,
-                "expiresAt": 1767225600.5,
-                "proxyEndpoint": "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            }]});
-            (200, body.to_string())
-        }
-        Ok(false) => (
-            403,
-            serde_json::json!({"__type": "InvalidSignatureException",
-                "message": "The request signature we calculated does not match the signature you provided."})
-            .to_string(),
-        ),
-        Err(problem) => (
-            400,
-            serde_json::json!({"__type": "StubCheckFailed", "message": problem}).to_string(),
-        ),
-    }
-}
-
-/// `Ok(signature matches)`, or `Err` naming what is malformed.
-fn check(seen: &Seen) -> Result<bool, String> {
-    let header = |name: &str| seen.headers.get(name).ok_or(format!("no {name} header"));
-    if (seen.method.as_str(), seen.path.as_str()) != ("POST", "/") {
-        return Err(format!("request line {} {}", seen.method, seen.path));
-    }
-    if header("content-type")? != CONTENT_TYPE || header("x-amz-target")? != TARGET {
-        return Err("wrong content-type or x-amz-target".into());
-    }
-    if seen.headers.values().any(|v| v.contains(SECRET)) {
-        return Err("the secret key was sent".into());
-    }
-    if seen.body != b"{}" {
-        return Err("body is not {}".into());
-    }
-    let auth = header("authorization")?;
-    let fields = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or("not AWS4-HMAC-SHA256")?;
-    let mut parts = BTreeMap::new();
-    for part in fields.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or("bad authorization field")?;
-        parts.insert(k, v);
-    }
-    let get = |k: &str| parts.get(k).copied().ok_or(format!("no {k}"));
-    let scope: Vec<&str> = get("Credential")?.split('/').collect();
-    let [akid, date, region, service, terminator] = scope[..] else {
-        return Err("credential scope has not 5 parts".into());
-    };
-    if (akid, region, service, terminator) != (AKID, REGION, "ecr", "aws4_request") {
-        return Err(format!("credential scope {scope:?}"));
-    }
-    let amz_date = header("x-amz-date")?;
-    let signed_at = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| format!("x-amz-date {amz_date}"))?;
-    let skew = Utc::now() - Utc.from_utc_datetime(&signed_at);
-    if !amz_date.starts_with(date) || skew.num_minutes().abs() > 5 {
-        return Err("x-amz-date does not match the scope or the clock".into());
-    }
-    let signed: Vec<&str> = get("SignedHeaders")?.split(';').collect();
-    let mut sorted = signed.clone();
-    sorted.sort_unstable();
-    if sorted != signed {
-        return Err("SignedHeaders not sorted".into());
-    }
-    for required in ["content-type", "host", "x-amz-date", "x-amz-target"] {
-        if !signed.contains(&required) {
-            return Err(format!("{required} is not signed"));
-        }
-    }
-    let mut canonical = String::from("POST\n/\n\n");
-    for name in &signed {
-        let value = header(name)?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        canonical.push_str(&format!("{name}:{value}\n"));
-    }
-    canonical.push_str(&format!(
-        "\n{}\n{}",
-        signed.join(";"),
-        sha256_hex(&seen.body)
-    ));
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{REGION}/ecr/aws4_request\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
-    let k_date = hmac(format!("AWS4{SECRET}").as_bytes(), date);
-    let k_region = hmac(&k_date, REGION);
-    let k_service = hmac(&k_region, "ecr");
-    let k_signing = hmac(&k_service, "aws4_request");
-    Ok(hex::encode(hmac(&k_signing, &to_sign)) == get("Signature")?)
 }
 
 fn client(endpoint: String) -> EcrClient {
@@ -217,24 +33,33 @@ fn client(endpoint: String) -> EcrClient {
 
 #[tokio::test]
 async fn right_secret_gets_a_token() {
-    let ecr = client(stub(Mode::Verify).await);
+    // $ printf %s 'AWS:pa:ss' | base64  →  QVdTOnBhOnNz
+    let stub = EcrStub::launch(Setup {
+        password: "pa:ss".into(),
+        expires_at: Some(1767225600.5),
+        ..Setup::new(KEYS)
+    });
+    let ecr = client(stub.endpoint.clone());
     let creds = ecr
         .get_authorization_token(REGION, AKID, &Secret::new(format!("{SECRET}\n")))
         .await
         .expect("token");
     assert_eq!(creds.username, "AWS");
     assert_eq!(creds.password.expose(), "pa:ss", "split at the first ':'");
+    assert_eq!(creds.password.expose(), stub.password);
     assert_eq!(
         creds.server_address,
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     );
     let expected = DateTime::from_timestamp(1_767_225_600, 500_000_000);
     assert_eq!(creds.expires_at, expected);
+    assert_eq!(stub.issued(), 1);
 }
 
 #[tokio::test]
 async fn wrong_secret_is_rejected_without_leaking_it() {
-    let ecr = client(stub(Mode::Verify).await);
+    let stub = EcrStub::start(KEYS);
+    let ecr = client(stub.endpoint.clone());
     let wrong = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYWRONGKEY0";
     let err = ecr
         .get_authorization_token(REGION, AKID, &Secret::new(wrong))
@@ -244,11 +69,13 @@ async fn wrong_secret_is_rejected_without_leaking_it() {
     assert!(matches!(err, CredentialError::Rejected(_)), "{shown}");
     assert!(shown.contains("InvalidSignatureException"), "{shown}");
     assert!(!shown.contains(wrong) && !shown.contains(SECRET), "{shown}");
+    assert_eq!(stub.issued(), 0);
 }
 
 #[tokio::test]
 async fn server_errors_are_unavailable() {
-    let ecr = client(stub(Mode::Status500).await);
+    let stub = stub_in(Mode::Status500);
+    let ecr = client(stub.endpoint.clone());
     let err = ecr
         .get_authorization_token(REGION, AKID, &Secret::new(SECRET))
         .await
@@ -259,7 +86,8 @@ async fn server_errors_are_unavailable() {
 
 #[tokio::test]
 async fn garbage_is_a_bad_response() {
-    let ecr = client(stub(Mode::Garbage).await);
+    let stub = stub_in(Mode::Garbage);
+    let ecr = client(stub.endpoint.clone());
     let err = ecr
         .get_authorization_token(REGION, AKID, &Secret::new(SECRET))
         .await
@@ -269,7 +97,8 @@ async fn garbage_is_a_bad_response() {
 
 #[tokio::test]
 async fn timeouts_and_refused_connections_are_unavailable() {
-    let ecr = client(stub(Mode::Hang).await).with_timeout(std::time::Duration::from_millis(300));
+    let stub = stub_in(Mode::Hang);
+    let ecr = client(stub.endpoint.clone()).with_timeout(std::time::Duration::from_millis(300));
     let err = ecr
         .get_authorization_token(REGION, AKID, &Secret::new(SECRET))
         .await
