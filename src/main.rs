@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
         Command::Registry(cmd) => berth::cli::registry(cmd, &cli.client).await,
         Command::Image(cmd) => berth::cli::image(cmd, &cli.client).await,
         server_side => {
-            berth::telemetry::init(cli.config.log_format);
+            let _telemetry = berth::telemetry::init(cli.config.log_format);
             run_server_side(server_side, cli.config).await
         }
     };
