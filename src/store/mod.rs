@@ -74,8 +74,54 @@ impl Store {
     }
 
     /// Applies pending migrations (idempotent).
+    ///
+    /// Replicas starting together on one PostgreSQL or MySQL database take
+    /// turns: a database-wide lock is held (on a connection of its own,
+    /// inside a transaction that only holds it) while one replica migrates,
+    /// and the others then find nothing to do. SQLite has no such lock: a
+    /// second process on the same file retries once instead.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migration::Migrator::up(&self.db, None).await
+        use sea_orm::Statement;
+        let backend = self.db.get_database_backend();
+        let lock = match backend {
+            DatabaseBackend::Postgres => {
+                let txn = self.db.begin().await?;
+                // Any constant works; this one spells "berth".
+                txn.execute_raw(Statement::from_string(
+                    backend,
+                    "SELECT pg_advisory_xact_lock(6451154260)",
+                ))
+                .await?;
+                Some(txn)
+            }
+            DatabaseBackend::MySql => {
+                let txn = self.db.begin().await?;
+                txn.execute_raw(Statement::from_string(
+                    backend,
+                    "SELECT GET_LOCK('berth_migrations', 300)",
+                ))
+                .await?;
+                Some(txn)
+            }
+            _ => None,
+        };
+        let mut result = migration::Migrator::up(&self.db, None).await;
+        if result.is_err() && backend == DatabaseBackend::Sqlite {
+            // Another process on the same file won the race (SQLite has no
+            // cross-process lock to take first); its work is ours now.
+            result = migration::Migrator::up(&self.db, None).await;
+        }
+        if let Some(txn) = lock {
+            if backend == DatabaseBackend::MySql {
+                txn.execute_raw(Statement::from_string(
+                    backend,
+                    "SELECT RELEASE_LOCK('berth_migrations')",
+                ))
+                .await?;
+            }
+            txn.commit().await?;
+        }
+        result
     }
 
     /// Pool size and idle connections, for metrics.
