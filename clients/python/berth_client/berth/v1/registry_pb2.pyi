@@ -1,0 +1,112 @@
+import datetime
+
+from berth_client.berth.v1 import types_pb2 as _types_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Registry(_message.Message):
+    __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    HAS_SECRET_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    provider: _types_pb2.Provider
+    address: str
+    namespace: str
+    region: str
+    repository: str
+    username: str
+    secret: str
+    has_secret: bool
+    is_default: bool
+    scope: _types_pb2.Scope
+    tls: _types_pb2.TlsSettings
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    updated_by: str
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., namespace: _Optional[str] = ..., region: _Optional[str] = ..., repository: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., has_secret: _Optional[bool] = ..., is_default: _Optional[bool] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class CreateRegistryRequest(_message.Message):
+    __slots__ = ("registry",)
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    registry: Registry
+    def __init__(self, registry: _Optional[_Union[Registry, _Mapping]] = ...) -> None: ...
+
+class GetRegistryRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListRegistriesRequest(_message.Message):
+    __slots__ = ("project", "provider", "page_size", "page_token")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    provider: _types_pb2.Provider
+    page_size: int
+    page_token: str
+    def __init__(self, project: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRegistriesResponse(_message.Message):
+    __slots__ = ("registries", "next_page_token")
+    REGISTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    registries: _containers.RepeatedCompositeFieldContainer[Registry]
+    next_page_token: str
+    def __init__(self, registries: _Optional[_Iterable[_Union[Registry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateRegistryRequest(_message.Message):
+    __slots__ = ("registry", "update_mask")
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    registry: Registry
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, registry: _Optional[_Union[Registry, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteRegistryRequest(_message.Message):
+    __slots__ = ("id", "etag")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class DeleteRegistryResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetDefaultRegistryRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetDefaultRegistryRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
