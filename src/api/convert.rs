@@ -90,6 +90,14 @@ pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
     }
 }
 
+/// A chrono time as a protobuf Timestamp.
+pub fn timestamp_of(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
 fn timestamp(us: i64) -> Timestamp {
     Timestamp {
         seconds: us.div_euclid(1_000_000),

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::AppState;
-use super::convert::provider;
+use super::convert::{provider, timestamp_of};
 use crate::domain::RegistryInput;
 use crate::domain::registry::validate_for_connection;
 use crate::domain::tag_filter::TagOrder;
@@ -90,10 +90,7 @@ impl ImageService for ImageApi {
             username: c.username,
             password: c.password.expose().to_string(),
             server_address: c.server_address,
-            expire_time: c.expires_at.map(|t| prost_types::Timestamp {
-                seconds: t.timestamp(),
-                nanos: t.timestamp_subsec_nanos() as i32,
-            }),
+            expire_time: c.expires_at.map(timestamp_of),
             docker_config_json: issued.docker_config_json,
             kubernetes_secret_yaml: issued.kubernetes_secret_yaml,
             insecure: issued.insecure,
@@ -157,10 +154,7 @@ impl ImageService for ImageApi {
             .created
             .as_deref()
             .and_then(|c| c.parse::<chrono::DateTime<chrono::Utc>>().ok())
-            .map(|t| prost_types::Timestamp {
-                seconds: t.timestamp(),
-                nanos: t.timestamp_subsec_nanos() as i32,
-            });
+            .map(timestamp_of);
         Ok(Response::new(pb::GetImageResponse {
             digest: info.digest,
             media_type: info.media_type,

@@ -189,25 +189,12 @@ impl Store {
                 .await
                 .map_err(|e| conflict(e, spec))?;
             insert_projects(&txn, &id, &spec.scope).await?;
-            let default = default_row(&id, actor, now);
-            let insert = default_registry::Entity::insert(default);
             if make_default {
-                insert
-                    .on_conflict(
-                        OnConflict::column(default_registry::Column::Id)
-                            .update_columns([
-                                default_registry::Column::RegistryId,
-                                default_registry::Column::SetBy,
-                                default_registry::Column::SetTimeUs,
-                            ])
-                            .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await?;
+                upsert_default(&txn, &id, actor, now).await?;
             } else {
                 // The first registry becomes the default; later ones leave
                 // the existing default alone.
-                insert
+                default_registry::Entity::insert(default_row(&id, actor, now))
                     .on_conflict_do_nothing_on([default_registry::Column::Id])
                     .exec_without_returning(&txn)
                     .await?;
@@ -408,17 +395,7 @@ impl Store {
             {
                 return Err(TxError::Domain(not_found(id)));
             }
-            default_registry::Entity::insert(default_row(id, actor, now_us()))
-                .on_conflict(
-                    OnConflict::column(default_registry::Column::Id)
-                        .update_columns([
-                            default_registry::Column::RegistryId,
-                            default_registry::Column::SetBy,
-                            default_registry::Column::SetTimeUs,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
+            upsert_default(&txn, id, actor, now_us())
                 .await
                 .map_err(|e| match e.sql_err() {
                     // Deleted between our check and the upsert.
@@ -501,6 +478,28 @@ async fn insert_projects<C: ConnectionTrait>(c: &C, id: &str, scope: &Scope) -> 
         }
     }
     Ok(())
+}
+
+/// Makes `id` the default: one upsert of the single `default_registry`
+/// row, so concurrent calls serialise on that row and the last one wins.
+async fn upsert_default<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<u64, DbErr> {
+    default_registry::Entity::insert(default_row(id, actor, now))
+        .on_conflict(
+            OnConflict::column(default_registry::Column::Id)
+                .update_columns([
+                    default_registry::Column::RegistryId,
+                    default_registry::Column::SetBy,
+                    default_registry::Column::SetTimeUs,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await
 }
 
 fn default_row(id: &str, actor: &str, now: i64) -> default_registry::ActiveModel {
