@@ -396,6 +396,7 @@ async fn metrics_are_scraped() {
         &[
             ("RUST_LOG", "info"),
             ("BERTH_METRICS_LISTEN", &metrics_addr),
+            ("BERTH_LOG_FORMAT", "json"),
         ],
         &["serve"],
     );
@@ -432,7 +433,40 @@ async fn metrics_are_scraped() {
     ] {
         assert!(text.contains(want), "missing {want} in:\n{text}");
     }
+    // JSON logs: every line is an object; lines inside an RPC carry its
+    // method, request id and caller.
+    let mut req = tonic::Request::new(pb::CreateRegistryRequest {
+        registry: Some(pb::Registry {
+            provider: pb::Provider::Other as i32,
+            address: "r.example.com".into(),
+            namespace: "ns".into(),
+            scope: Some(pb::Scope {
+                all_projects: true,
+                projects: vec![],
+            }),
+            ..Default::default()
+        }),
+    });
+    req.metadata_mut()
+        .insert("x-berth-actor", "alice".parse().expect("ascii"));
+    req.metadata_mut()
+        .insert("x-request-id", "req-123".parse().expect("ascii"));
+    c.create_registry(req).await.expect("create");
     drop(c);
-    let (status, _) = p.terminate().await;
+    let (status, logs) = p.terminate().await;
     assert!(status.success());
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let created = lines
+        .iter()
+        .find(|l| l["message"] == "registry created")
+        .expect("a 'registry created' line");
+    assert_eq!(created["span"]["caller"], "alice", "{created}");
+    assert_eq!(created["span"]["request_id"], "req-123", "{created}");
+    assert_eq!(
+        created["span"]["method"], "/berth.v1.RegistryService/CreateRegistry",
+        "{created}"
+    );
 }
