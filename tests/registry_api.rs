@@ -736,3 +736,66 @@ async fn duplicates_and_not_found(backend: Backend) {
     assert_eq!(violations(&err), ["id"]);
     server.finish().await;
 }
+
+/// ListProviders describes every provider's form, in the same terms the
+/// server validates with.
+#[tokio::test]
+async fn list_providers_describes_each_form() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut c = server.registries().await;
+    let providers = c
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .expect("list providers")
+        .into_inner()
+        .providers;
+    assert_eq!(providers.len(), PROVIDERS.len());
+    let find = |p: Provider| {
+        providers
+            .iter()
+            .find(|d| d.provider == p as i32)
+            .unwrap_or_else(|| panic!("{p:?} described"))
+    };
+    let swr = find(Provider::Swr);
+    assert_eq!(swr.display_name, "Huawei Cloud SWR");
+    let names: Vec<&str> = swr.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["region", "address", "namespace", "username", "secret"]
+    );
+    let ak = &swr.fields[3];
+    assert_eq!(
+        (ak.label.as_str(), ak.required, ak.secret),
+        ("Access Key", true, false)
+    );
+    assert!(swr.fields[4].secret);
+    assert_eq!(swr.credential_modes, [pb::CredentialMode::SwrAksk as i32]);
+    let hub = find(Provider::DockerHub);
+    let address = hub
+        .fields
+        .iter()
+        .find(|f| f.name == "address")
+        .expect("address");
+    assert_eq!(
+        (address.default_value.as_str(), address.required),
+        ("docker.io", false)
+    );
+    let other = find(Provider::Other);
+    assert!(
+        other.fields.iter().all(|f| f.name != "region"),
+        "unused fields are absent"
+    );
+    assert_eq!(other.credential_modes.len(), 2);
+    // A pattern is a real regular expression that accepts a valid value.
+    let ns = find(Provider::Harbor)
+        .fields
+        .iter()
+        .find(|f| f.name == "namespace")
+        .expect("ns");
+    assert!(
+        regex::Regex::new(&ns.pattern)
+            .expect("pattern")
+            .is_match("team-a/app")
+    );
+    server.finish().await;
+}

@@ -90,6 +90,41 @@ pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
     }
 }
 
+/// A provider descriptor as a message.
+pub fn descriptor_to_pb(d: crate::domain::descriptor::Descriptor) -> pb::ProviderDescriptor {
+    use crate::domain::descriptor::CredentialMode as M;
+    pb::ProviderDescriptor {
+        provider: provider_to_pb(d.provider),
+        display_name: d.display_name.to_string(),
+        fields: d
+            .fields
+            .into_iter()
+            .map(|f| pb::FieldDescriptor {
+                name: f.name.into(),
+                label: f.label.into(),
+                required: f.required,
+                secret: f.secret,
+                default_value: f.default_value.into(),
+                pattern: f.pattern.into(),
+                help: f.help.into(),
+            })
+            .collect(),
+        credential_modes: d
+            .credential_modes
+            .into_iter()
+            .map(|m| {
+                (match m {
+                    M::Static => pb::CredentialMode::Static,
+                    M::Anonymous => pb::CredentialMode::Anonymous,
+                    M::SwrAksk => pb::CredentialMode::SwrAksk,
+                    M::GarJsonKey => pb::CredentialMode::GarJsonKey,
+                    M::EcrToken => pb::CredentialMode::EcrToken,
+                }) as i32
+            })
+            .collect(),
+    }
+}
+
 /// A chrono time as a protobuf Timestamp.
 pub fn timestamp_of(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {

@@ -111,6 +111,17 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(registry_to_pb(rec)))
     }
 
+    async fn list_providers(
+        &self,
+        _req: Request<pb::ListProvidersRequest>,
+    ) -> Reply<pb::ListProvidersResponse> {
+        let providers = crate::domain::Provider::ALL
+            .into_iter()
+            .map(|p| super::convert::descriptor_to_pb(p.descriptor()))
+            .collect();
+        Ok(Response::new(pb::ListProvidersResponse { providers }))
+    }
+
     async fn get_default_registry(
         &self,
         req: Request<pb::GetDefaultRegistryRequest>,

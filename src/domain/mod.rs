@@ -3,6 +3,7 @@
 //! layouts and tag templates. Nothing here knows about gRPC, SQL or HTTP.
 
 pub mod address;
+pub mod descriptor;
 pub mod layout;
 pub mod provider;
 pub mod reference;

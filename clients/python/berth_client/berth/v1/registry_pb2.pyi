@@ -4,12 +4,28 @@ from berth_client.berth.v1 import types_pb2 as _types_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CredentialMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CREDENTIAL_MODE_UNSPECIFIED: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_STATIC: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_ANONYMOUS: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_SWR_AKSK: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_GAR_JSON_KEY: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_ECR_TOKEN: _ClassVar[CredentialMode]
+CREDENTIAL_MODE_UNSPECIFIED: CredentialMode
+CREDENTIAL_MODE_STATIC: CredentialMode
+CREDENTIAL_MODE_ANONYMOUS: CredentialMode
+CREDENTIAL_MODE_SWR_AKSK: CredentialMode
+CREDENTIAL_MODE_GAR_JSON_KEY: CredentialMode
+CREDENTIAL_MODE_ECR_TOKEN: CredentialMode
 
 class Registry(_message.Message):
     __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag")
@@ -110,3 +126,43 @@ class GetDefaultRegistryRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     project: str
     def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ListProvidersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProvidersResponse(_message.Message):
+    __slots__ = ("providers",)
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[ProviderDescriptor]
+    def __init__(self, providers: _Optional[_Iterable[_Union[ProviderDescriptor, _Mapping]]] = ...) -> None: ...
+
+class ProviderDescriptor(_message.Message):
+    __slots__ = ("provider", "display_name", "fields", "credential_modes")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_MODES_FIELD_NUMBER: _ClassVar[int]
+    provider: _types_pb2.Provider
+    display_name: str
+    fields: _containers.RepeatedCompositeFieldContainer[FieldDescriptor]
+    credential_modes: _containers.RepeatedScalarFieldContainer[CredentialMode]
+    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldDescriptor, _Mapping]]] = ..., credential_modes: _Optional[_Iterable[_Union[CredentialMode, str]]] = ...) -> None: ...
+
+class FieldDescriptor(_message.Message):
+    __slots__ = ("name", "label", "required", "secret", "default_value", "pattern", "help")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    label: str
+    required: bool
+    secret: bool
+    default_value: str
+    pattern: str
+    help: str
+    def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., required: _Optional[bool] = ..., secret: _Optional[bool] = ..., default_value: _Optional[str] = ..., pattern: _Optional[str] = ..., help: _Optional[str] = ...) -> None: ...

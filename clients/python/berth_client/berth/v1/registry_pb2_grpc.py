@@ -74,6 +74,11 @@ class RegistryServiceStub:
                 request_serializer=berth_dot_v1_dot_registry__pb2.GetDefaultRegistryRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_registry__pb2.Registry.FromString,
                 _registered_method=True)
+        self.ListProviders = channel.unary_unary(
+                '/berth.v1.RegistryService/ListProviders',
+                request_serializer=berth_dot_v1_dot_registry__pb2.ListProvidersRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_registry__pb2.ListProvidersResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -145,6 +150,16 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProviders(self, request, context):
+        """Describes every provider: the fields its registries need, how each is
+        checked, and how berth makes its docker login, so a UI or CLI can build
+        its form without knowing providers. CreateRegistry validates with the
+        same table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +197,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetDefaultRegistry,
                     request_deserializer=berth_dot_v1_dot_registry__pb2.GetDefaultRegistryRequest.FromString,
                     response_serializer=berth_dot_v1_dot_registry__pb2.Registry.SerializeToString,
+            ),
+            'ListProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviders,
+                    request_deserializer=berth_dot_v1_dot_registry__pb2.ListProvidersRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_registry__pb2.ListProvidersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -378,6 +398,33 @@ class RegistryService:
             '/berth.v1.RegistryService/GetDefaultRegistry',
             berth_dot_v1_dot_registry__pb2.GetDefaultRegistryRequest.SerializeToString,
             berth_dot_v1_dot_registry__pb2.Registry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.RegistryService/ListProviders',
+            berth_dot_v1_dot_registry__pb2.ListProvidersRequest.SerializeToString,
+            berth_dot_v1_dot_registry__pb2.ListProvidersResponse.FromString,
             options,
             channel_credentials,
             insecure,

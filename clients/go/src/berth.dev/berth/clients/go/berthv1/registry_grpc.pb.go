@@ -43,6 +43,11 @@ type RegistryServiceClient interface {
 	// otherwise NOT_FOUND, saying whether no default is set or the project
 	// may not use it.
 	GetDefaultRegistry(ctx context.Context, in *GetDefaultRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
+	// Describes every provider: the fields its registries need, how each is
+	// checked, and how berth makes its docker login, so a UI or CLI can build
+	// its form without knowing providers. CreateRegistry validates with the
+	// same table.
+	ListProviders(ctx context.Context, in *ListProvidersRequest, opts ...grpc.CallOption) (*ListProvidersResponse, error)
 }
 
 type registryServiceClient struct {
@@ -116,6 +121,15 @@ func (c *registryServiceClient) GetDefaultRegistry(ctx context.Context, in *GetD
 	return out, nil
 }
 
+func (c *registryServiceClient) ListProviders(ctx context.Context, in *ListProvidersRequest, opts ...grpc.CallOption) (*ListProvidersResponse, error) {
+	out := new(ListProvidersResponse)
+	err := c.cc.Invoke(ctx, "/berth.v1.RegistryService/ListProviders", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility
@@ -146,6 +160,11 @@ type RegistryServiceServer interface {
 	// otherwise NOT_FOUND, saying whether no default is set or the project
 	// may not use it.
 	GetDefaultRegistry(context.Context, *GetDefaultRegistryRequest) (*Registry, error)
+	// Describes every provider: the fields its registries need, how each is
+	// checked, and how berth makes its docker login, so a UI or CLI can build
+	// its form without knowing providers. CreateRegistry validates with the
+	// same table.
+	ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -173,6 +192,9 @@ func (UnimplementedRegistryServiceServer) SetDefaultRegistry(context.Context, *S
 }
 func (UnimplementedRegistryServiceServer) GetDefaultRegistry(context.Context, *GetDefaultRegistryRequest) (*Registry, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetDefaultRegistry not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListProviders not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 
@@ -313,6 +335,24 @@ func _RegistryService_GetDefaultRegistry_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ListProviders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProvidersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListProviders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/berth.v1.RegistryService/ListProviders",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListProviders(ctx, req.(*ListProvidersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RegistryService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "berth.v1.RegistryService",
 	HandlerType: (*RegistryServiceServer)(nil),
@@ -344,6 +384,10 @@ var _RegistryService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDefaultRegistry",
 			Handler:    _RegistryService_GetDefaultRegistry_Handler,
+		},
+		{
+			MethodName: "ListProviders",
+			Handler:    _RegistryService_ListProviders_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
