@@ -123,6 +123,28 @@ impl From<crate::registry_client::ClientError> for Error {
     }
 }
 
+/// A status travels in HTTP/2 headers, and clients refuse a header list
+/// over their limit (16 KiB for tonic/hyper) by dropping the connection, so
+/// the caller sees a transport error instead of the status. Messages and
+/// descriptions may quote the caller's input (a 100 KB image name, a regex),
+/// so they are cut to these many bytes, and field violations are listed
+/// while they fit in [`MAX_VIOLATION_BYTES`] (the message counts the rest).
+const MAX_MESSAGE: usize = 1024;
+/// See [`MAX_MESSAGE`].
+const MAX_VIOLATION_BYTES: usize = 4 * 1024;
+
+/// `s`, cut to at most `max` bytes (on a character boundary) with `…`.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// The domain/gRPC boundary: picks the code and adds rich details
 /// (`google.rpc.BadRequest` for field violations, `google.rpc.ErrorInfo`
 /// with a stable reason for everything).
@@ -140,9 +162,19 @@ impl From<Error> for Status {
             Error::Internal(_) => Code::Internal,
         };
         let mut details = ErrorDetails::new();
+        let mut omitted = 0;
         if let Error::InvalidArgument(violations) = &e {
-            for v in violations {
-                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            let mut budget = MAX_VIOLATION_BYTES;
+            for (i, v) in violations.iter().enumerate() {
+                let description = clip(&v.description, MAX_MESSAGE);
+                // Plus a few bytes of protobuf framing per violation.
+                let size = v.field.len() + description.len() + 8;
+                if size > budget {
+                    omitted = violations.len() - i;
+                    break;
+                }
+                budget -= size;
+                details.add_bad_request_violation(v.field.clone(), description);
             }
         }
         details.set_error_info(e.reason(), "berth", std::collections::HashMap::new());
@@ -156,10 +188,13 @@ impl From<Error> for Status {
             }
             _ => {}
         }
-        let message = match &e {
+        let mut message = match &e {
             Error::Internal(_) => "internal error".to_string(),
-            other => other.to_string(),
+            other => clip(&other.to_string(), MAX_MESSAGE),
         };
+        if omitted > 0 {
+            message.push_str(&format!(" ({omitted} more field violations not listed)"));
+        }
         Status::with_error_details(code, message, details)
     }
 }

@@ -139,9 +139,8 @@ impl Images {
             }
             return self.load(&default.id, project).await;
         }
-        uuid::Uuid::parse_str(registry_id)
-            .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))?;
-        self.load(registry_id, project).await
+        let id = registry_id_of(registry_id)?;
+        self.load(&id, project).await
     }
 
     async fn load(&self, id: &str, project: &str) -> Result<Target> {
@@ -173,6 +172,13 @@ impl Images {
                 "tag",
                 "a tag, tag template or digest is required",
             ));
+        }
+        // Each on its own first: the whole reference can only blame `image`.
+        if let Some(t) = &tag {
+            check_tag(t)?;
+        }
+        if let Some(d) = &digest {
+            check_digest(d)?;
         }
         // Validate the shape before asking the registry anything.
         layout::reference(spec, &path, tag.as_deref(), digest.as_deref())?;
@@ -423,9 +429,8 @@ impl Images {
 
     /// TestConnection for a stored registry.
     pub async fn test_stored(&self, registry_id: &str) -> Result<ConnectionReport> {
-        uuid::Uuid::parse_str(registry_id)
-            .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))?;
-        let (record, secret) = self.store.get_with_secret(registry_id).await?;
+        let id = registry_id_of(registry_id)?;
+        let (record, secret) = self.store.get_with_secret(&id).await?;
         Ok(self.test(&Target { record, secret }).await)
     }
 
@@ -501,6 +506,36 @@ impl Images {
         }
         report
     }
+}
+
+/// A registry id in the form berth stores (lowercase, hyphenated): UUIDs
+/// are case-insensitive, and the database compares ids as strings.
+fn registry_id_of(id: &str) -> Result<String> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))
+}
+
+/// A tag, checked by the reference grammar.
+fn check_tag(tag: &str) -> Result<()> {
+    if tag.contains('@') || ImageReference::parse(&format!("berth.invalid/x:{tag}")).is_err() {
+        return Err(Error::invalid(
+            "tag",
+            "is not a valid tag: 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`",
+        ));
+    }
+    Ok(())
+}
+
+/// A digest, checked by the reference grammar.
+fn check_digest(digest: &str) -> Result<()> {
+    if ImageReference::parse(&format!("berth.invalid/x@{digest}")).is_err() {
+        return Err(Error::invalid(
+            "digest",
+            "is not a valid digest: `sha256:` and 64 lowercase hex digits (or sha384, sha512)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_project(project: &str) -> Result<&str> {

@@ -57,7 +57,7 @@ impl Registries {
 
     /// GetRegistry.
     pub async fn get(&self, id: &str) -> Result<RegistryRecord> {
-        self.store.get(check_id(id, "id")?).await
+        self.store.get(&check_id(id, "id")?).await
     }
 
     /// ListRegistries.
@@ -119,7 +119,7 @@ impl Registries {
         let expected = parse_etag(etag, "registry.etag")?;
         let rec = self
             .store
-            .update(id, expected, actor, |current| {
+            .update(&id, expected, actor, |current| {
                 let (merged, change) = domain::apply_mask(&current.spec, patch.clone(), mask)?;
                 let keeps_secret = matches!(change, SecretChange::Keep) && current.has_secret;
                 let spec = domain::validate(&merged, keeps_secret, "registry")?;
@@ -133,14 +133,14 @@ impl Registries {
     /// DeleteRegistry.
     pub async fn delete(&self, id: &str, etag: &str) -> Result<()> {
         let id = check_id(id, "id")?;
-        self.store.delete(id, parse_etag(etag, "etag")?).await?;
+        self.store.delete(&id, parse_etag(etag, "etag")?).await?;
         tracing::info!(id, "registry deleted");
         Ok(())
     }
 
     /// SetDefaultRegistry.
     pub async fn set_default(&self, id: &str, actor: &str) -> Result<RegistryRecord> {
-        let rec = self.store.set_default(check_id(id, "id")?, actor).await?;
+        let rec = self.store.set_default(&check_id(id, "id")?, actor).await?;
         tracing::info!(id = %rec.id, "default registry set");
         Ok(rec)
     }
@@ -166,13 +166,14 @@ impl Registries {
 }
 
 /// Ids are UUIDs; anything else cannot exist, and saying so early keeps
-/// junk out of queries.
-fn check_id<'a>(id: &'a str, field: &str) -> Result<&'a str> {
+/// junk out of queries. Returned in the form berth stores (lowercase,
+/// hyphenated): UUIDs are case-insensitive, the database compares strings.
+fn check_id(id: &str, field: &str) -> Result<String> {
     if id.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
     uuid::Uuid::parse_str(id)
-        .map(|_| id)
+        .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::invalid(field, "is not a registry id (a UUID)"))
 }
 

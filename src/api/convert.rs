@@ -15,8 +15,10 @@ use crate::store::RegistryRecord;
 pub fn provider(v: i32, field: &str) -> Result<Option<Provider>> {
     match v {
         0 => Ok(None),
-        n => usize::try_from(n - 1)
+        // `n - 1` would overflow (a panic in debug builds) for i32::MIN.
+        n => usize::try_from(n)
             .ok()
+            .and_then(|n| n.checked_sub(1))
             .and_then(|i| Provider::ALL.get(i).copied())
             .map(Some)
             .ok_or_else(|| Error::invalid(field, format!("unknown provider value {n}"))),
@@ -176,6 +178,7 @@ mod tests {
         );
         assert!(provider(13, "f").is_err());
         assert!(provider(-1, "f").is_err());
+        assert!(provider(i32::MIN, "f").is_err());
         for p in Provider::ALL {
             assert_eq!(
                 pb::Provider::try_from(provider_to_pb(p)).map(|x| x.as_str_name()),

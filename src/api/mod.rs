@@ -65,12 +65,12 @@ pub fn actor<T>(req: &Request<T>) -> Result<String, Status> {
     };
     let s = v
         .to_str()
-        .map_err(|_| Status::invalid_argument("metadata x-berth-actor must be printable ASCII"))?
+        .map_err(|_| crate::error::Error::invalid(ACTOR_HEADER, "must be printable ASCII"))?
         .trim();
     if s.is_empty() || s.len() > 256 {
-        return Err(Status::invalid_argument(
-            "metadata x-berth-actor must be 1 to 256 characters",
-        ));
+        return Err(
+            crate::error::Error::invalid(ACTOR_HEADER, "must be 1 to 256 characters").into(),
+        );
     }
     Ok(s.to_string())
 }
