@@ -86,6 +86,11 @@ impl RegistryAddress {
             (Scheme::Https, Some(443)) | (Scheme::Http, Some(80)) => None,
             (_, p) => p,
         };
+        // Checked again without the default port, or `index.docker.io:443`
+        // would normalise to `index.docker.io`, which reads back as docker.io.
+        if port.is_none() && DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+            return Ok(Self::docker_hub());
+        }
         Ok(RegistryAddress { scheme, host, port })
     }
 
@@ -216,6 +221,11 @@ mod tests {
                 "docker.io",
             ),
             ("docker hub api host", "registry-1.docker.io", "docker.io"),
+            (
+                "docker hub with default port",
+                "https://index.docker.io:443/",
+                "docker.io",
+            ),
         ];
         for (name, input, want) in cases {
             let got = RegistryAddress::parse(input).map(|a| a.to_string());

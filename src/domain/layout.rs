@@ -58,7 +58,8 @@ pub fn reference(
     tag: Option<&str>,
     digest: Option<&str>,
 ) -> Result<ImageReference> {
-    let mut s = format!("{}/{path}", spec.address.host_port());
+    let host = spec.address.host_port();
+    let mut s = format!("{host}/{path}");
     if let Some(t) = tag {
         s.push(':');
         s.push_str(t);
@@ -67,8 +68,22 @@ pub fn reference(
         s.push('@');
         s.push_str(d);
     }
-    ImageReference::parse(&s)
-        .map_err(|e| Error::invalid("image", format!("makes an invalid reference: {e}")))
+    let r = ImageReference::parse(&s)
+        .map_err(|e| Error::invalid("image", format!("makes an invalid reference: {e}")))?;
+    // docker reads a first component without `.` or `:` (except
+    // `localhost`) as a Docker Hub namespace: for a registry at `registry`
+    // (or `registry:443`), `registry/team/api` is docker.io/registry/team/api,
+    // an image someone else may own.
+    if r.domain != host {
+        return Err(Error::invalid(
+            "image",
+            format!(
+                "makes the reference `{s}`, which docker reads as `{r}`, not as an image on `{host}`; \
+                 give the registry address a dotted host name or a non-default port"
+            ),
+        ));
+    }
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -198,6 +213,27 @@ mod tests {
         let s = spec(Provider::Harbor, "h.example.com", "team", "");
         for bad in ["", "Api", "api:1.0", "api@sha256:00", "a//b", "-api"] {
             assert!(repository_path(&s, bad, "image").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn never_names_another_registry() {
+        // `registry/team/api` would be Docker Hub's `registry` namespace.
+        for address in ["registry", "https://registry:443"] {
+            let s = spec(Provider::Harbor, address, "team", "");
+            let err = reference(&s, "team/api", Some("1"), None).expect_err(address);
+            assert!(
+                err.to_string().contains("docker.io/registry/team/api:1"),
+                "{err}"
+            );
+        }
+        for (address, want) in [
+            ("localhost", "localhost"),
+            ("registry:5000", "registry:5000"),
+        ] {
+            let s = spec(Provider::Harbor, address, "team", "");
+            let r = reference(&s, "team/api", Some("1"), None).expect(address);
+            assert_eq!(r.domain, want);
         }
     }
 }
