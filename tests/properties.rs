@@ -25,8 +25,8 @@ fn config() -> ProptestConfig {
         .unwrap_or(512);
     ProptestConfig {
         cases,
-        // A failure prints its minimal input; pin it as a plain #[test]
-        // below instead of in a regressions file.
+        // A failure prints its minimal input: pin it in the table test of
+        // the module concerned rather than in a regressions file here.
         failure_persistence: None,
         ..ProptestConfig::default()
     }

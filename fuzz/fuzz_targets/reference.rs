@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(r.tag.is_some() || r.digest.is_some(), "{input:?}: {r:?}");
     assert!(r.name().len() <= NAME_MAX_LEN, "{input:?}: {r:?}");
     let fq = r.fully_qualified();
-    assert_eq!(ImageReference::parse(&fq).as_ref(), Ok(&r), "{input:?} via {fq:?}");
+    assert_eq!(
+        ImageReference::parse(&fq).as_ref(),
+        Ok(&r),
+        "{input:?} via {fq:?}"
+    );
     let familiar = r.familiar();
     assert_eq!(
         ImageReference::parse(&familiar).as_ref(),

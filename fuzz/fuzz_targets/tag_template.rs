@@ -18,7 +18,10 @@ fuzz_target!(|input: (String, [Option<String>; 7])| {
     let rendered = tag_template::render(&template, &TemplateVars::new(values));
     match &rendered {
         Ok(tag) => {
-            assert!(!tag.is_empty() && tag.len() <= MAX_TAG_LEN, "{template:?}: {tag:?}");
+            assert!(
+                !tag.is_empty() && tag.len() <= MAX_TAG_LEN,
+                "{template:?}: {tag:?}"
+            );
             let r = ImageReference::parse(&format!("example.com/app:{tag}"));
             assert_eq!(r.map(|r| r.tag), Ok(Some(tag.clone())), "{template:?}");
         }
