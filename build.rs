@@ -20,9 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Registry carries a write-only secret: its Debug is written by hand
         // (src/api/convert.rs) so that no `{:?}` can ever print it.
         .skip_debug([".berth.v1.Registry"])
-        // RPCs not implemented yet answer UNIMPLEMENTED instead of needing
-        // hand-written stubs.
-        .generate_default_stubs(true)
         .compile_fds(fds)?;
     Ok(())
 }

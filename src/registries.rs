@@ -34,11 +34,6 @@ impl Registries {
         Registries { store }
     }
 
-    /// The store (for the image service and tests).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// CreateRegistry.
     pub async fn create(
         &self,

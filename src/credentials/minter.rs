@@ -89,11 +89,6 @@ impl Minter {
             _ => Ok(static_login(spec, secret)),
         }
     }
-
-    /// Forgets cached tokens of a registry (after it changed or went away).
-    pub fn forget(&self, registry_id: &str) {
-        self.cache.invalidate_prefix(&format!("{registry_id}:"));
-    }
 }
 
 fn static_login(spec: &RegistrySpec, secret: &Secret) -> Credentials {
