@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/berth/v1/types.proto",
         "proto/berth/v1/registry.proto",
         "proto/berth/v1/image.proto",
+        "proto/berth/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;

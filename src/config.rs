@@ -28,12 +28,34 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Bearer tokens for the tokens file.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Manage registries on a running berth (client).
     #[command(subcommand)]
     Registry(crate::cli::RegistryCommand),
     /// Images and credentials from a running berth (client).
     #[command(subcommand)]
     Image(crate::cli::ImageCommand),
+}
+
+/// `berth token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random token for IDENTITY: prints the token (give it to
+    /// the caller) and the line to add to the tokens file (berth keeps only
+    /// the token's hash).
+    Generate {
+        /// The identity the token stands for, as the policy names it.
+        #[arg(long)]
+        identity: String,
+    },
+    /// Print the tokens file line of an existing token read from stdin.
+    Hash {
+        /// The identity the token stands for.
+        #[arg(long)]
+        identity: String,
+    },
 }
 
 /// Log output format.
@@ -94,6 +116,54 @@ pub struct Config {
     /// before answering DEADLINE_EXCEEDED.
     #[arg(long, env = "BERTH_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
     pub registry_timeout: u64,
+
+    /// TLS certificate chain (PEM) of the gRPC listener. Re-read when the
+    /// file changes, so rotation needs no restart.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the TLS certificate.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) that signs client certificates: turns on mutual TLS, where
+    /// the caller is the certificate's URI or DNS SAN (e.g. a SPIFFE id).
+    #[arg(
+        long,
+        env = "BERTH_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        global = true
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Bearer tokens file (`IDENTITY sha256:HEX` per line; see `berth token
+    /// generate`). Turns on authentication for callers without a client
+    /// certificate.
+    #[arg(long, env = "BERTH_TOKENS_FILE", global = true)]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Policy file (TOML) giving identities the roles admin, reader and
+    /// credentials on projects. Required when authentication is on.
+    #[arg(long, env = "BERTH_POLICY_FILE", global = true)]
+    pub policy_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address. Without it,
+    /// berth refuses to start there unless tokens or mutual TLS are set up.
+    #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED", global = true)]
+    pub allow_unauthenticated: bool,
+
+    /// RPCs served at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "BERTH_MAX_CONCURRENT_RPCS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub max_concurrent_rpcs: u32,
+
+    /// Seconds an RPC may take (or the caller's shorter grpc-timeout)
+    /// before it ends with DEADLINE_EXCEEDED.
+    #[arg(long, env = "BERTH_RPC_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub rpc_timeout: u64,
+
+    /// How often (ms) berth re-reads the TLS, tokens and policy files.
+    #[arg(long, env = "BERTH_RELOAD_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true, hide = true)]
+    pub reload_interval_ms: u64,
 
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(

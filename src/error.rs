@@ -49,6 +49,12 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller did not say who it is (or said it wrongly).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// berth is at a limit (concurrent calls); retry shortly.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A dependency (database, registry) is not reachable right now.
     #[error("{0}")]
     Unavailable(String),
@@ -82,6 +88,8 @@ impl Error {
             Error::Aborted(_) => "ETAG_MISMATCH",
             Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Error::PermissionDenied(_) => "PERMISSION_DENIED",
+            Error::Unauthenticated(_) => "UNAUTHENTICATED",
+            Error::ResourceExhausted(_) => "OVERLOADED",
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Error::Internal(_) => "INTERNAL",
@@ -91,17 +99,43 @@ impl Error {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match e {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Error::Unavailable("the database is not reachable".into())
-            }
-            other => {
-                tracing::error!(error = %other, "database error");
-                Error::Internal("database error".into())
+        if is_connectivity(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            metrics::counter!("berth_database_errors_total", "kind" => "unavailable").increment(1);
+            Error::Unavailable("the database is not reachable".into())
+        } else {
+            tracing::error!(error = %e, "database error");
+            metrics::counter!("berth_database_errors_total", "kind" => "other").increment(1);
+            Error::Internal("database error".into())
+        }
+    }
+}
+
+/// Whether `e` means the database cannot be reached right now (a retry
+/// later can succeed), as opposed to a failed statement: no connection in
+/// time, a connection lost mid-statement, a server shutting down.
+pub fn is_connectivity(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as S;
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
+            match &**s {
+                S::Io(_)
+                | S::Tls(_)
+                | S::Protocol(_)
+                | S::PoolTimedOut
+                | S::PoolClosed
+                | S::WorkerCrashed => true,
+                // SQLSTATE class 08 (connection exception) and PostgreSQL's
+                // 57P01-57P03 (shutting down, cannot connect now).
+                S::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+                _ => false,
             }
         }
+        _ => false,
     }
 }
 
@@ -157,6 +191,8 @@ impl From<Error> for Status {
             Error::Aborted(_) => Code::Aborted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Internal(_) => Code::Internal,
@@ -183,7 +219,7 @@ impl From<Error> for Status {
             Error::Unavailable(_) => {
                 details.set_retry_info(Some(std::time::Duration::from_secs(1)));
             }
-            Error::Aborted(_) | Error::DeadlineExceeded(_) => {
+            Error::Aborted(_) | Error::DeadlineExceeded(_) | Error::ResourceExhausted(_) => {
                 details.set_retry_info(Some(std::time::Duration::from_millis(100)));
             }
             _ => {}

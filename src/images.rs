@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::auth::{Caller, Principal, Role};
 use crate::credentials::{self, CredentialError, Credentials};
 use crate::domain::reference::ImageReference;
 use crate::domain::registry::check_project_key;
@@ -15,7 +16,7 @@ use crate::domain::{Provider, RegistrySpec, layout};
 use crate::error::{Error, Result};
 use crate::registry_client::{ClientOptions, ClientPool, ImageInfo, RegistryClient};
 use crate::secret::Secret;
-use crate::store::{ListQuery, RegistryRecord, Store};
+use crate::store::{AuditEntry, ListQuery, RegistryRecord, Store};
 
 /// A registry chosen for a call, with its decrypted secret.
 pub struct Target {
@@ -61,6 +62,8 @@ pub struct Resolved {
 pub struct Issued {
     /// Registry used.
     pub registry_id: String,
+    /// Its provider.
+    pub provider: Provider,
     /// The login.
     pub credentials: Credentials,
     /// docker `config.json`.
@@ -123,9 +126,17 @@ impl Images {
     }
 
     /// The registry a call means: `registry_id` (which must include the
-    /// project in its scope), or the project's default.
-    pub async fn target(&self, registry_id: &str, project: &str) -> Result<Target> {
+    /// project in its scope), or the project's default; the caller must
+    /// hold `role` on the project.
+    pub async fn target(
+        &self,
+        who: &Principal,
+        role: Role,
+        registry_id: &str,
+        project: &str,
+    ) -> Result<Target> {
         let project = check_project(project)?;
+        who.require(role, project)?;
         if registry_id.is_empty() {
             let Some(default) = self.store.get_default().await? else {
                 return Err(Error::NotFound(
@@ -137,15 +148,29 @@ impl Images {
                     "the default registry is not available to project `{project}`; pass registry_id"
                 )));
             }
-            return self.load(&default.id, project).await;
+            return self.load(who, &default.id, project).await;
         }
         let id = registry_id_of(registry_id)?;
-        self.load(&id, project).await
+        self.load(who, &id, project).await
     }
 
-    async fn load(&self, id: &str, project: &str) -> Result<Target> {
-        let (record, secret) = self.store.get_with_secret(id).await?;
+    /// Loads registry `id` for `project`. A caller who cannot list every
+    /// registry learns nothing from the answer: a missing registry and one
+    /// outside the project's scope give the same PERMISSION_DENIED.
+    async fn load(&self, who: &Principal, id: &str, project: &str) -> Result<Target> {
+        let hidden = || {
+            Error::PermissionDenied(format!(
+                "registry {id} is not available to project `{project}`"
+            ))
+        };
+        let (record, secret) = match self.store.get_with_secret(id).await {
+            Err(Error::NotFound(_)) if !who.sees_everything() => return Err(hidden()),
+            other => other?,
+        };
         if !record.spec.scope.includes(project) {
+            if !who.sees_everything() {
+                return Err(hidden());
+            }
             return Err(Error::PermissionDenied(format!(
                 "registry {id} is not available to project `{project}`: its scope does not include it"
             )));
@@ -154,8 +179,10 @@ impl Images {
     }
 
     /// ResolveImage.
-    pub async fn resolve(&self, req: ResolveRequest) -> Result<Resolved> {
-        let target = self.target(&req.registry_id, &req.project).await?;
+    pub async fn resolve(&self, who: &Principal, req: ResolveRequest) -> Result<Resolved> {
+        let target = self
+            .target(who, Role::Reader, &req.registry_id, &req.project)
+            .await?;
         let spec = &target.record.spec;
         let path = layout::repository_path(spec, &req.image, "image")?;
         let tag = match req.tag.trim() {
@@ -217,9 +244,69 @@ impl Images {
     }
 
     /// GetCredentials: by registry id, by an image reference's domain, or
-    /// the project's default.
+    /// the project's default. Every call, granted or not, is written to the
+    /// audit log.
     pub async fn credentials(
         &self,
+        caller: &Caller,
+        registry_id: &str,
+        project: &str,
+        image_reference: &str,
+        kubernetes_namespace: &str,
+    ) -> Result<Issued> {
+        let result = self
+            .issue(
+                &caller.principal,
+                registry_id,
+                project,
+                image_reference,
+                kubernetes_namespace,
+            )
+            .await;
+        let project = project.trim();
+        let (outcome, registry, detail) = match &result {
+            Ok(i) => (
+                "granted",
+                Some(i.registry_id.clone()),
+                format!(
+                    "provider={}{}",
+                    i.provider,
+                    i.credentials
+                        .expires_at
+                        .map(|t| format!(" expires={}", t.to_rfc3339()))
+                        .unwrap_or_default()
+                ),
+            ),
+            Err(e) => (
+                if matches!(e, Error::PermissionDenied(_)) {
+                    "denied"
+                } else {
+                    "failed"
+                },
+                registry_id_of(registry_id).ok(),
+                e.to_string(),
+            ),
+        };
+        let entry = AuditEntry {
+            actor: caller.principal.name.clone(),
+            action: "credentials.issue",
+            registry_id: registry,
+            project: check_project(project).ok().map(str::to_owned),
+            outcome,
+            request_id: caller.request_id.clone(),
+            detail,
+        };
+        if let Err(e) = self.store.record(&entry).await {
+            // Credentials must not leave without their audit record.
+            tracing::error!(error = %e, "could not write the audit record of a credential issuance");
+            return Err(e);
+        }
+        result
+    }
+
+    async fn issue(
+        &self,
+        who: &Principal,
         registry_id: &str,
         project: &str,
         image_reference: &str,
@@ -236,9 +323,11 @@ impl Images {
             }
         };
         let target = if registry_id.is_empty() && !image_reference.is_empty() {
-            self.target_for_reference(image_reference, project).await?
+            self.target_for_reference(who, image_reference, project)
+                .await?
         } else {
-            self.target(registry_id, project).await?
+            self.target(who, Role::Credentials, registry_id, project)
+                .await?
         };
         let creds = self.mint(&target).await?;
         let spec = &target.record.spec;
@@ -265,6 +354,7 @@ impl Images {
         tracing::info!(registry_id = %target.record.id, project, provider = %spec.provider, "credentials issued");
         Ok(Issued {
             registry_id: target.record.id.clone(),
+            provider: spec.provider,
             insecure: !spec.tls.verify || spec.address.scheme() == crate::domain::Scheme::Http,
             ca_cert_pem: spec.tls.ca_cert_pem.clone(),
             credentials: creds,
@@ -276,8 +366,14 @@ impl Images {
     /// The registry in the project's scope whose address is the reference's
     /// domain; with several (one per namespace), the one whose namespace
     /// the path lives under.
-    async fn target_for_reference(&self, reference: &str, project: &str) -> Result<Target> {
+    async fn target_for_reference(
+        &self,
+        who: &Principal,
+        reference: &str,
+        project: &str,
+    ) -> Result<Target> {
         let project = check_project(project)?;
+        who.require(Role::Credentials, project)?;
         let r = ImageReference::parse(reference)
             .map_err(|e| Error::invalid("image_reference", e.to_string()))?;
         let candidates = self
@@ -287,6 +383,7 @@ impl Images {
                 provider: None,
                 limit: 10_000,
                 after_id: None,
+                visible_to: None,
             })
             .await?;
         let best = candidates
@@ -304,7 +401,7 @@ impl Images {
                     r.domain
                 ))
             })?;
-        self.load(&best.id, project).await
+        self.load(who, &best.id, project).await
     }
 
     /// Mints the docker login for a registry, per provider.
@@ -330,12 +427,13 @@ impl Images {
     /// ListRepositories: one page of the registry's catalog.
     pub async fn list_repositories(
         &self,
+        who: &Principal,
         registry_id: &str,
         project: &str,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<String>, String)> {
-        let target = self.target(registry_id, project).await?;
+        let target = self.target(who, Role::Reader, registry_id, project).await?;
         let n = page(page_size)?;
         let last = match page_token {
             "" => None,
@@ -354,6 +452,7 @@ impl Images {
     #[allow(clippy::too_many_arguments)]
     pub async fn list_tags(
         &self,
+        who: &Principal,
         registry_id: &str,
         project: &str,
         image: &str,
@@ -362,7 +461,7 @@ impl Images {
         order: TagOrder,
         page_size: i32,
     ) -> Result<Vec<String>> {
-        let target = self.target(registry_id, project).await?;
+        let target = self.target(who, Role::Reader, registry_id, project).await?;
         let path = layout::repository_path(&target.record.spec, image, "image")?;
         let filter = TagFilter::new(glob, regex)?;
         let n = page(page_size)?;
@@ -401,12 +500,13 @@ impl Images {
     /// GetImage.
     pub async fn image(
         &self,
+        who: &Principal,
         registry_id: &str,
         project: &str,
         image: &str,
         reference: &str,
     ) -> Result<ImageInfo> {
-        let target = self.target(registry_id, project).await?;
+        let target = self.target(who, Role::Reader, registry_id, project).await?;
         let path = layout::repository_path(&target.record.spec, image, "image")?;
         let reference = reference.trim();
         if reference.is_empty() {
@@ -428,18 +528,28 @@ impl Images {
     }
 
     /// TestConnection for a stored registry.
-    pub async fn test_stored(&self, registry_id: &str) -> Result<ConnectionReport> {
+    pub async fn test_stored(
+        &self,
+        who: &Principal,
+        registry_id: &str,
+    ) -> Result<ConnectionReport> {
         let id = registry_id_of(registry_id)?;
         let (record, secret) = self.store.get_with_secret(&id).await?;
+        if !who.may_see(&record.spec.scope) {
+            return Err(crate::store::not_found(&id));
+        }
         Ok(self.test(&Target { record, secret }).await)
     }
 
     /// TestConnection for an unsaved registry.
     pub async fn test_spec(
         &self,
+        who: &Principal,
         spec: RegistrySpec,
         secret: Option<Secret>,
     ) -> Result<ConnectionReport> {
+        // Testing unsaved settings is part of creating a registry.
+        who.require_any(Role::Admin, "test unsaved registry settings")?;
         let record = RegistryRecord {
             id: uuid::Uuid::new_v4().to_string(),
             spec,

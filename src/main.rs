@@ -12,6 +12,7 @@ async fn main() -> std::process::ExitCode {
         // Client commands print answers, not logs.
         Command::Registry(cmd) => berth::cli::registry(cmd, &cli.client).await,
         Command::Image(cmd) => berth::cli::image(cmd, &cli.client).await,
+        Command::Token(cmd) => berth::cli::token(cmd),
         server_side => {
             let _telemetry = berth::telemetry::init(cli.config.log_format);
             run_server_side(server_side, cli.config).await

@@ -1,12 +1,10 @@
 //! The registry use cases: what each RegistryService RPC does, in domain
 //! terms. Handlers in `api/` convert protobuf to these calls and back.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-
+use crate::auth::{Caller, Principal, Role};
 use crate::domain::{self, Provider, RegistryInput, SecretChange, registry::check_project_key};
 use crate::error::{Error, Result};
-use crate::store::{ListQuery, RegistryRecord, Store};
+use crate::store::{AuditEntry, ListQuery, RegistryRecord, Store};
 
 /// Default and maximum page sizes of ListRegistries.
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -39,20 +37,60 @@ impl Registries {
         &self,
         input: RegistryInput,
         make_default: bool,
-        actor: &str,
+        caller: &Caller,
     ) -> Result<RegistryRecord> {
         let spec = domain::validate(&input, false, "registry")?;
+        let who = &caller.principal;
+        let allowed = who.require_manage(&spec.scope).and_then(|()| {
+            if make_default {
+                who.require_all(Role::Admin, "make a registry the default")
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = allowed {
+            return Err(self.denied(caller, "registry.create", None, e).await);
+        }
         let rec = self
             .store
-            .create(&spec, input.secret.as_ref(), make_default, actor)
+            .create(&spec, input.secret.as_ref(), make_default, &caller.actor())
             .await?;
         tracing::info!(id = %rec.id, provider = %spec.provider, address = %spec.address, is_default = rec.is_default, "registry created");
         Ok(rec)
     }
 
-    /// GetRegistry.
-    pub async fn get(&self, id: &str) -> Result<RegistryRecord> {
-        self.store.get(&check_id(id, "id")?).await
+    /// GetRegistry. A registry the caller may not see is NOT_FOUND, as if
+    /// it did not exist.
+    pub async fn get(&self, id: &str, caller: &Caller) -> Result<RegistryRecord> {
+        let id = check_id(id, "id")?;
+        let rec = self.store.get(&id).await?;
+        if !caller.principal.may_see(&rec.spec.scope) {
+            return Err(crate::store::not_found(&id));
+        }
+        Ok(rec)
+    }
+
+    /// Records a refused change in the audit log and returns the refusal.
+    async fn denied(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        registry_id: Option<&str>,
+        e: Error,
+    ) -> Error {
+        let entry = AuditEntry {
+            actor: caller.principal.name.clone(),
+            action,
+            registry_id: registry_id.map(str::to_owned),
+            project: None,
+            outcome: "denied",
+            request_id: caller.request_id.clone(),
+            detail: e.to_string(),
+        };
+        if let Err(err) = self.store.record(&entry).await {
+            tracing::error!(error = %err, "could not record a refused change in the audit log");
+        }
+        e
     }
 
     /// ListRegistries.
@@ -62,6 +100,7 @@ impl Registries {
         provider: Option<Provider>,
         page_size: i32,
         page_token: &str,
+        caller: &Caller,
     ) -> Result<Page> {
         let project = match project.trim() {
             "" => None,
@@ -70,6 +109,22 @@ impl Registries {
                 Some(p.to_string())
             }
         };
+        let visible = caller.principal.visible_projects();
+        match (&visible, &project) {
+            (Some(v), _) if v.is_empty() => {
+                return Err(Error::PermissionDenied(format!(
+                    "`{}` may not list registries (needs the `reader` role)",
+                    caller.principal.name
+                )));
+            }
+            (Some(v), Some(p)) if !v.contains(p) => {
+                return Err(Error::PermissionDenied(format!(
+                    "`{}` may not read project `{p}` (needs the `reader` role on it)",
+                    caller.principal.name
+                )));
+            }
+            _ => {}
+        }
         let limit = match page_size {
             n if n < 0 => return Err(Error::invalid("page_size", "must not be negative")),
             0 => DEFAULT_PAGE_SIZE,
@@ -87,6 +142,7 @@ impl Registries {
                 provider,
                 limit: limit + 1,
                 after_id,
+                visible_to: visible.map(|v| v.into_iter().collect()),
             })
             .await?;
         let next_page_token = if registries.len() as u64 > limit {
@@ -108,45 +164,84 @@ impl Registries {
         patch: RegistryInput,
         mask: &[String],
         etag: &str,
-        actor: &str,
+        caller: &Caller,
     ) -> Result<RegistryRecord> {
         let id = check_id(id, "registry.id")?;
         let expected = parse_etag(etag, "registry.etag")?;
-        let rec = self
+        let who = &caller.principal;
+        let result = self
             .store
-            .update(&id, expected, actor, |current| {
+            .update(&id, expected, &caller.actor(), |current| {
+                if !who.may_see(&current.spec.scope) {
+                    return Err(crate::store::not_found(&id));
+                }
+                who.require_manage(&current.spec.scope)?;
                 let (merged, change) = domain::apply_mask(&current.spec, patch.clone(), mask)?;
                 let keeps_secret = matches!(change, SecretChange::Keep) && current.has_secret;
                 let spec = domain::validate(&merged, keeps_secret, "registry")?;
+                who.require_manage(&spec.scope)?;
                 Ok((spec, change))
             })
-            .await?;
+            .await;
+        let rec = match result {
+            Err(e @ Error::PermissionDenied(_)) => {
+                return Err(self.denied(caller, "registry.update", Some(&id), e).await);
+            }
+            other => other?,
+        };
         tracing::info!(id = %rec.id, revision = rec.revision, "registry updated");
         Ok(rec)
     }
 
     /// DeleteRegistry.
-    pub async fn delete(&self, id: &str, etag: &str) -> Result<()> {
+    pub async fn delete(&self, id: &str, etag: &str, caller: &Caller) -> Result<()> {
         let id = check_id(id, "id")?;
-        self.store.delete(&id, parse_etag(etag, "etag")?).await?;
+        let expected = parse_etag(etag, "etag")?;
+        let who = &caller.principal;
+        // The rights depend on the registry's scope: read it, check, and
+        // delete only that revision (a concurrent scope change is ABORTED).
+        let current = self.get(&id, caller).await?;
+        if let Err(e) = who.require_manage(&current.spec.scope) {
+            return Err(self.denied(caller, "registry.delete", Some(&id), e).await);
+        }
+        if let Some(want) = expected
+            && want != current.revision
+        {
+            return Err(Error::Aborted(format!(
+                "registry {id} was changed by someone else (etag mismatch); read it again and retry"
+            )));
+        }
+        self.store
+            .delete(&id, Some(current.revision), &caller.actor())
+            .await?;
         tracing::info!(id, "registry deleted");
         Ok(())
     }
 
     /// SetDefaultRegistry.
-    pub async fn set_default(&self, id: &str, actor: &str) -> Result<RegistryRecord> {
-        let rec = self.store.set_default(&check_id(id, "id")?, actor).await?;
+    pub async fn set_default(&self, id: &str, caller: &Caller) -> Result<RegistryRecord> {
+        let id = check_id(id, "id")?;
+        if let Err(e) = caller
+            .principal
+            .require_all(Role::Admin, "set the default registry")
+        {
+            return Err(self
+                .denied(caller, "registry.set_default", Some(&id), e)
+                .await);
+        }
+        let rec = self.store.set_default(&id, &caller.actor()).await?;
         tracing::info!(id = %rec.id, "default registry set");
         Ok(rec)
     }
 
     /// GetDefaultRegistry: the default, if the project may use it.
-    pub async fn get_default(&self, project: &str) -> Result<RegistryRecord> {
+    pub async fn get_default(&self, project: &str, who: &Principal) -> Result<RegistryRecord> {
         let project = project.trim();
         if project.is_empty() {
             return Err(Error::invalid("project", "is required"));
         }
         check_project_key(project).map_err(|why| Error::invalid("project", why))?;
+        who.require(Role::Reader, project)?;
         let Some(rec) = self.store.get_default().await? else {
             return Err(Error::NotFound("no default registry is set".into()));
         };
@@ -189,27 +284,15 @@ fn filter_key(project: Option<&str>, provider: Option<Provider>) -> String {
     )
 }
 
-/// Page tokens are opaque to callers: the last id seen plus the filters, so
-/// that a token reused with other filters is refused instead of silently
-/// returning a wrong page.
 fn encode_token(last_id: &str, filter: &str) -> String {
-    B64.encode(format!("v1|{last_id}|{filter}"))
+    crate::paging::encode(last_id, filter)
 }
 
 fn decode_token(token: &str, filter: &str) -> Result<String> {
-    let bad = || Error::invalid("page_token", "is not a token returned by a previous call");
-    let raw = B64.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let rest = text.strip_prefix("v1|").ok_or_else(bad)?;
-    let (id, f) = rest.split_once('|').ok_or_else(bad)?;
-    uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-    if f != filter {
-        return Err(Error::invalid(
-            "page_token",
-            "was issued for different filters (project/provider)",
-        ));
-    }
-    Ok(id.to_string())
+    let id = crate::paging::decode(token, filter, "project/provider")?;
+    uuid::Uuid::parse_str(&id)
+        .map_err(|_| Error::invalid("page_token", "is not a token returned by a previous call"))?;
+    Ok(id)
 }
 
 #[cfg(test)]

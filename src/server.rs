@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tracing::Instrument;
 
-use crate::api::{AppState, Ready, image::ImageApi, registry::RegistryApi};
+use crate::api::middleware::{Authn, Guard, GuardLayer};
+use crate::api::{AppState, Ready, audit::AuditApi, image::ImageApi, registry::RegistryApi};
 use crate::config::Config;
 use crate::images::Images;
 use crate::pb::{
-    image_service_server::ImageServiceServer, registry_service_server::RegistryServiceServer,
+    audit_service_server::AuditServiceServer, image_service_server::ImageServiceServer,
+    registry_service_server::RegistryServiceServer,
 };
 use crate::registries::Registries;
 use crate::store::Store;
@@ -28,7 +29,55 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bert
 /// How long shutdown waits for in-flight RPCs and open connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-const SERVICES: [&str; 2] = ["berth.v1.RegistryService", "berth.v1.ImageService"];
+const SERVICES: [&str; 3] = [
+    "berth.v1.RegistryService",
+    "berth.v1.ImageService",
+    "berth.v1.AuditService",
+];
+
+/// Largest request berth decodes (tonic's default, stated): a registry with
+/// a CA bundle and a thousand projects is far below it.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Who may call, from the configuration: authentication is on with a
+/// tokens file or a client CA, and then needs a policy. Without either,
+/// berth serves only on loopback unless told `--allow-unauthenticated`.
+pub fn authn(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<Authn> {
+    use crate::auth::{policy::Policy, tokens::TokenTable, watch::Watched};
+    let poll = Duration::from_millis(config.reload_interval_ms);
+    let on = config.tokens_file.is_some() || config.tls_client_ca.is_some();
+    if !on {
+        if config.policy_file.is_some() {
+            anyhow::bail!(
+                "BERTH_POLICY_FILE is set but authentication is off: a policy needs identities                  (set BERTH_TOKENS_FILE or BERTH_TLS_CLIENT_CA)"
+            );
+        }
+        if !addr.ip().is_loopback() && !config.allow_unauthenticated {
+            anyhow::bail!(
+                "refusing to serve {addr} without authentication: set BERTH_TOKENS_FILE and                  BERTH_POLICY_FILE (or mutual TLS), or pass --allow-unauthenticated"
+            );
+        }
+        tracing::warn!(
+            %addr,
+            "authentication is off: every caller may read credentials and change registries"
+        );
+        return Ok(Authn::Off);
+    }
+    let Some(policy_path) = &config.policy_file else {
+        anyhow::bail!(
+            "authentication is on but BERTH_POLICY_FILE is not set: without a policy nobody may do anything"
+        );
+    };
+    let policy = Watched::load(policy_path, "policy", Policy::parse, poll)?;
+    let tokens = match &config.tokens_file {
+        Some(p) => Some(Watched::load(p, "tokens", TokenTable::parse, poll)?),
+        None => None,
+    };
+    if config.tls_client_ca.is_none() && config.tls_cert.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "bearer tokens travel in clear text: set BERTH_TLS_CERT and BERTH_TLS_KEY");
+    }
+    Ok(Authn::On { tokens, policy })
+}
 
 /// Connects to the database, checks the key and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -54,6 +103,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let addr = listener.local_addr()?;
+    let guard = Guard {
+        authn: authn(&config, addr)?,
+        max_concurrent: config.max_concurrent_rpcs as usize,
+        timeout: Duration::from_secs(config.rpc_timeout),
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::transport::ReloadingTls::load(
+                crate::transport::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: config.tls_client_ca.clone(),
+                    // Callers without a certificate may still use a token.
+                    client_auth: if config.tokens_file.is_some() {
+                        crate::transport::ClientAuth::Optional
+                    } else {
+                        crate::transport::ClientAuth::Required
+                    },
+                },
+                Duration::from_millis(config.reload_interval_ms),
+            )
+            .await
+            .context("loading the TLS certificate")?,
+        ),
+        _ => None,
+    };
+    let mutual_tls = config.tls_client_ca.is_some();
     let state = AppState::default();
     let (health, health_service) = tonic_health::server::health_reporter();
     for s in SERVICES.iter().chain([&""]) {
@@ -71,6 +148,8 @@ pub async fn run(
         .build_v1alpha()?;
 
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    // Background tasks end when this turns true.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
     let startup = {
         let state = state.clone();
         let health = health.clone();
@@ -78,8 +157,10 @@ pub async fn run(
             match open_store(&config).await {
                 Ok(store) => {
                     crate::metrics::watch_pool(store.clone());
+                    let store_for_health = store.clone();
                     let minter = crate::credentials::Minter::new(config.ecr_endpoint.clone());
                     state.set_ready(Ready {
+                        audit: crate::audit::Audit::new(store.clone()),
                         registries: Registries::new(store.clone()),
                         images: Images::new(
                             store,
@@ -93,6 +174,7 @@ pub async fn run(
                         health.set_service_status(*s, ServingStatus::Serving).await;
                     }
                     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "serving");
+                    tokio::spawn(watch_database(store_for_health, health.clone(), down_rx));
                 }
                 Err(e) => {
                     let _ = fail_tx.send(e);
@@ -102,8 +184,7 @@ pub async fn run(
     };
     tokio::spawn(startup.instrument(tracing::info_span!("startup")));
 
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = tls.is_some(), mutual_tls, "listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let failed = Arc::new(std::sync::Mutex::new(None));
@@ -118,20 +199,30 @@ pub async fn run(
                 }
             }
             let _ = stop_tx.send(());
+            let _ = down_tx.send(true);
             stopping.notify_one();
         });
     }
 
     let serve = Server::builder()
-        .timeout(Duration::from_secs(60))
-        .trace_fn(rpc_span)
         .layer(crate::metrics::RpcMetricsLayer)
+        .layer(GuardLayer::new(guard))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
-        .add_service(ImageServiceServer::new(ImageApi::new(state.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .add_service(
+            RegistryServiceServer::new(RegistryApi::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            ImageServiceServer::new(ImageApi::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditApi::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .serve_with_incoming_shutdown(crate::transport::incoming(listener, tls), async {
             let _ = stop_rx.await;
         });
     // Graceful: stop accepting, let in-flight RPCs finish, but do not wait
@@ -154,25 +245,44 @@ pub async fn run(
     }
 }
 
-/// One span per RPC, named by the method, with the caller's request id
-/// (metadata `x-request-id`, generated when absent) and identity
-/// (`x-berth-actor`), so JSON log lines carry both.
-fn rpc_span(req: &http::Request<()>) -> tracing::Span {
-    let caller = req
-        .headers()
-        .get(crate::api::ACTOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 256)
-        .unwrap_or("anonymous")
-        .to_owned();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    tracing::info_span!("rpc", method = %req.uri().path(), request_id = %request_id, caller = %caller)
+/// How often the database is pinged for health.
+const DB_PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Health follows the database: NOT_SERVING while it does not answer (load
+/// balancers and Kubernetes then route around this replica), SERVING again
+/// as soon as it does. Calls in between fail with UNAVAILABLE; the pool
+/// reconnects by itself, so no restart is needed.
+async fn watch_database(
+    store: Store,
+    health: tonic_health::server::HealthReporter,
+    mut down: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DB_PING_EVERY) => {}
+            _ = down.changed() => return,
+        }
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
+            Ok(Ok(()))
+        );
+        metrics::gauge!("berth_database_up").set(if ok { 1.0 } else { 0.0 });
+        if ok == up {
+            continue;
+        }
+        up = ok;
+        let status = if ok {
+            tracing::info!("the database answers again: serving");
+            ServingStatus::Serving
+        } else {
+            tracing::error!("the database does not answer: not serving until it does");
+            ServingStatus::NotServing
+        };
+        for s in SERVICES.iter().chain([&""]) {
+            health.set_service_status(*s, status).await;
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -135,7 +135,8 @@ pub fn timestamp_of(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
     }
 }
 
-fn timestamp(us: i64) -> Timestamp {
+/// A protobuf timestamp from microseconds since the epoch.
+pub fn timestamp(us: i64) -> Timestamp {
     Timestamp {
         seconds: us.div_euclid(1_000_000),
         nanos: (us.rem_euclid(1_000_000) * 1000) as i32,

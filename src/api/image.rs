@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::AppState;
 use super::convert::{provider, timestamp_of};
+use super::middleware::caller;
 use crate::domain::RegistryInput;
 use crate::domain::registry::validate_for_connection;
 use crate::domain::tag_filter::TagOrder;
@@ -48,19 +49,23 @@ impl ImageService for ImageApi {
         &self,
         req: Request<pb::ResolveImageRequest>,
     ) -> Reply<pb::ResolveImageResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let resolved = self
             .state
             .images()?
-            .resolve(ResolveRequest {
-                registry_id: r.registry_id,
-                project: r.project,
-                image: r.image,
-                tag: r.tag,
-                digest: r.digest,
-                variables: r.variables,
-                pin_digest: r.pin_digest,
-            })
+            .resolve(
+                &caller.principal,
+                ResolveRequest {
+                    registry_id: r.registry_id,
+                    project: r.project,
+                    image: r.image,
+                    tag: r.tag,
+                    digest: r.digest,
+                    variables: r.variables,
+                    pin_digest: r.pin_digest,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ResolveImageResponse {
             reference: resolved.reference,
@@ -74,11 +79,13 @@ impl ImageService for ImageApi {
         &self,
         req: Request<pb::GetCredentialsRequest>,
     ) -> Reply<pb::GetCredentialsResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let issued = self
             .state
             .images()?
             .credentials(
+                &caller,
                 &r.registry_id,
                 &r.project,
                 &r.image_reference,
@@ -103,11 +110,18 @@ impl ImageService for ImageApi {
         &self,
         req: Request<pb::ListRepositoriesRequest>,
     ) -> Reply<pb::ListRepositoriesResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let (repositories, next_page_token) = self
             .state
             .images()?
-            .list_repositories(&r.registry_id, &r.project, r.page_size, &r.page_token)
+            .list_repositories(
+                &caller.principal,
+                &r.registry_id,
+                &r.project,
+                r.page_size,
+                &r.page_token,
+            )
             .await?;
         Ok(Response::new(pb::ListRepositoriesResponse {
             repositories,
@@ -116,6 +130,7 @@ impl ImageService for ImageApi {
     }
 
     async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let order = match pb::TagOrder::try_from(r.order) {
             Ok(pb::TagOrder::Unspecified | pb::TagOrder::Lexical) => TagOrder::Lexical,
@@ -131,6 +146,7 @@ impl ImageService for ImageApi {
             .state
             .images()?
             .list_tags(
+                &caller.principal,
                 &r.registry_id,
                 &r.project,
                 &r.image,
@@ -144,11 +160,18 @@ impl ImageService for ImageApi {
     }
 
     async fn get_image(&self, req: Request<pb::GetImageRequest>) -> Reply<pb::GetImageResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let info = self
             .state
             .images()?
-            .image(&r.registry_id, &r.project, &r.image, &r.reference)
+            .image(
+                &caller.principal,
+                &r.registry_id,
+                &r.project,
+                &r.image,
+                &r.reference,
+            )
             .await?;
         let created = info
             .created
@@ -178,10 +201,12 @@ impl ImageService for ImageApi {
         &self,
         req: Request<pb::TestConnectionRequest>,
     ) -> Reply<pb::TestConnectionResponse> {
+        let caller = caller(&req)?;
+        let who = &caller.principal;
         let r = req.into_inner();
         let images = self.state.images()?;
         let report = match (r.registry_id.is_empty(), r.spec) {
-            (false, None) => images.test_stored(&r.registry_id).await?,
+            (false, None) => images.test_stored(who, &r.registry_id).await?,
             (true, Some(s)) => {
                 // An unsaved registry is checked by the same rules as a
                 // stored one, minus the fields a connection does not need.
@@ -198,7 +223,7 @@ impl ImageService for ImageApi {
                 };
                 let secret = input.secret.clone();
                 let spec = validate_for_connection(&input, "spec")?;
-                images.test_spec(spec, secret).await?
+                images.test_spec(who, spec, secret).await?
             }
             _ => {
                 return Err(

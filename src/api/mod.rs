@@ -1,19 +1,23 @@
 //! The gRPC layer: handlers convert protobuf to domain values, delegate,
 //! and convert back. No SQL, HTTP or validation rules live here.
 
+pub mod audit;
 pub mod convert;
 pub mod image;
+pub mod middleware;
 pub mod registry;
 
 use std::sync::{Arc, OnceLock};
 
-use tonic::{Request, Status};
+use tonic::Status;
 
 use crate::images::Images;
 use crate::registries::Registries;
 
 /// The use cases, available once the store is open.
 pub struct Ready {
+    /// The audit log.
+    pub audit: crate::audit::Audit,
     /// Registry management.
     pub registries: Registries,
     /// Images and credentials.
@@ -48,29 +52,15 @@ impl AppState {
         Ok(&self.get()?.registries)
     }
 
+    /// The audit log, or UNAVAILABLE while starting.
+    pub fn audit(&self) -> Result<&crate::audit::Audit, Status> {
+        Ok(&self.get()?.audit)
+    }
+
     /// The image use cases, or UNAVAILABLE while starting.
     pub fn images(&self) -> Result<&Images, Status> {
         Ok(&self.get()?.images)
     }
 }
 
-/// Metadata key naming the caller for `updated_by`, until authentication
-/// provides an identity.
-pub const ACTOR_HEADER: &str = "x-berth-actor";
-
-/// The caller's name from `x-berth-actor`, or `anonymous`.
-pub fn actor<T>(req: &Request<T>) -> Result<String, Status> {
-    let Some(v) = req.metadata().get(ACTOR_HEADER) else {
-        return Ok("anonymous".into());
-    };
-    let s = v
-        .to_str()
-        .map_err(|_| crate::error::Error::invalid(ACTOR_HEADER, "must be printable ASCII"))?
-        .trim();
-    if s.is_empty() || s.len() > 256 {
-        return Err(
-            crate::error::Error::invalid(ACTOR_HEADER, "must be 1 to 256 characters").into(),
-        );
-    }
-    Ok(s.to_string())
-}
+pub use middleware::ACTOR_HEADER;

@@ -3,8 +3,9 @@
 
 use tonic::{Request, Response, Status};
 
+use super::AppState;
 use super::convert::{provider, registry_input, registry_to_pb};
-use super::{AppState, actor};
+use super::middleware::caller;
 use crate::error::Error;
 use crate::pb::{self, registry_service_server::RegistryService};
 
@@ -29,7 +30,7 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::CreateRegistryRequest>,
     ) -> Reply<pb::Registry> {
-        let actor = actor(&req)?;
+        let caller = caller(&req)?;
         let registry = req
             .into_inner()
             .registry
@@ -39,13 +40,18 @@ impl RegistryService for RegistryApi {
         let rec = self
             .state
             .registries()?
-            .create(input, make_default, &actor)
+            .create(input, make_default, &caller)
             .await?;
         Ok(Response::new(registry_to_pb(rec)))
     }
 
     async fn get_registry(&self, req: Request<pb::GetRegistryRequest>) -> Reply<pb::Registry> {
-        let rec = self.state.registries()?.get(&req.get_ref().id).await?;
+        let caller = caller(&req)?;
+        let rec = self
+            .state
+            .registries()?
+            .get(&req.get_ref().id, &caller)
+            .await?;
         Ok(Response::new(registry_to_pb(rec)))
     }
 
@@ -53,12 +59,13 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::ListRegistriesRequest>,
     ) -> Reply<pb::ListRegistriesResponse> {
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let provider = provider(r.provider, "provider")?;
         let page = self
             .state
             .registries()?
-            .list(&r.project, provider, r.page_size, &r.page_token)
+            .list(&r.project, provider, r.page_size, &r.page_token, &caller)
             .await?;
         Ok(Response::new(pb::ListRegistriesResponse {
             registries: page.registries.into_iter().map(registry_to_pb).collect(),
@@ -70,7 +77,7 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::UpdateRegistryRequest>,
     ) -> Reply<pb::Registry> {
-        let actor = actor(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let registry = r
             .registry
@@ -84,7 +91,7 @@ impl RegistryService for RegistryApi {
         let rec = self
             .state
             .registries()?
-            .update(&id, patch, &mask, &etag, &actor)
+            .update(&id, patch, &mask, &etag, &caller)
             .await?;
         Ok(Response::new(registry_to_pb(rec)))
     }
@@ -93,8 +100,12 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::DeleteRegistryRequest>,
     ) -> Reply<pb::DeleteRegistryResponse> {
+        let caller = caller(&req)?;
         let r = req.get_ref();
-        self.state.registries()?.delete(&r.id, &r.etag).await?;
+        self.state
+            .registries()?
+            .delete(&r.id, &r.etag, &caller)
+            .await?;
         Ok(Response::new(pb::DeleteRegistryResponse {}))
     }
 
@@ -102,11 +113,11 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::SetDefaultRegistryRequest>,
     ) -> Reply<pb::Registry> {
-        let actor = actor(&req)?;
+        let caller = caller(&req)?;
         let rec = self
             .state
             .registries()?
-            .set_default(&req.get_ref().id, &actor)
+            .set_default(&req.get_ref().id, &caller)
             .await?;
         Ok(Response::new(registry_to_pb(rec)))
     }
@@ -126,10 +137,11 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::GetDefaultRegistryRequest>,
     ) -> Reply<pb::Registry> {
+        let caller = caller(&req)?;
         let rec = self
             .state
             .registries()?
-            .get_default(&req.get_ref().project)
+            .get_default(&req.get_ref().project, &caller.principal)
             .await?;
         Ok(Response::new(registry_to_pb(rec)))
     }

@@ -31,9 +31,32 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
     pub output: Format,
-    /// Name recorded as `updated_by` for changes (metadata x-berth-actor).
+    /// Name recorded as `updated_by` for changes (metadata x-berth-actor)
+    /// when berth runs without authentication.
     #[arg(long, env = "BERTH_ACTOR", default_value = "berth-cli", global = true)]
     pub actor: String,
+    /// Bearer token (from `berth token generate`) sent as `authorization`.
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// CA (PEM) that signed berth's certificate, for an `https://` server.
+    #[arg(long, env = "BERTH_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(
+        long,
+        env = "BERTH_CLIENT_CERT",
+        requires = "client_key",
+        global = true
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Key (PEM) of the client certificate.
+    #[arg(
+        long,
+        env = "BERTH_CLIENT_KEY",
+        requires = "client_cert",
+        global = true
+    )]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Output formats.
@@ -215,8 +238,25 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 async fn channel(args: &ClientArgs) -> anyhow::Result<Channel> {
-    Channel::from_shared(args.server.clone())
-        .context("--server is not a URL")?
+    let mut endpoint =
+        Channel::from_shared(args.server.clone()).context("--server is not a URL")?;
+    if args.server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &args.ca_cert {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --ca-cert {}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+            let cert = std::fs::read(cert)
+                .with_context(|| format!("reading --client-cert {}", cert.display()))?;
+            let key = std::fs::read(key)
+                .with_context(|| format!("reading --client-key {}", key.display()))?;
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("cannot reach berth at {}", args.server))
@@ -230,6 +270,14 @@ fn request<T>(msg: T, args: &ClientArgs) -> anyhow::Result<tonic::Request<T>> {
             .parse()
             .context("--actor must be printable ASCII")?,
     );
+    if let Some(token) = &args.token {
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.trim())
+                .parse()
+                .context("--token must be printable ASCII")?,
+        );
+    }
     Ok(r)
 }
 
@@ -447,4 +495,44 @@ pub async fn image(cmd: ImageCommand, args: &ClientArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `berth token …`.
+pub fn token(cmd: crate::config::TokenCommand) -> anyhow::Result<()> {
+    use crate::auth::tokens;
+    use crate::config::TokenCommand;
+    let check = |identity: &str| {
+        if identity.is_empty()
+            || identity.len() > 256
+            || identity
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!("--identity must be 1 to 256 characters without spaces");
+        }
+        Ok(())
+    };
+    match cmd {
+        TokenCommand::Generate { identity } => {
+            check(&identity)?;
+            let token = tokens::generate();
+            println!("token: {}", token.expose());
+            println!(
+                "tokens file line: {}",
+                tokens::line_for(&identity, token.expose())
+            );
+        }
+        TokenCommand::Hash { identity } => {
+            check(&identity)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the token from stdin")?;
+            let token = text.trim();
+            if token.is_empty() {
+                anyhow::bail!("no token on stdin");
+            }
+            println!("{}", tokens::line_for(&identity, token));
+        }
+    }
+    Ok(())
 }

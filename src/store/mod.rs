@@ -6,6 +6,7 @@
 //! database reports a deadlock or serialization failure (InnoDB can pick a
 //! victim under concurrent upserts), so callers never see those.
 
+pub mod audit;
 pub mod entity;
 pub mod migration;
 mod rows;
@@ -24,6 +25,7 @@ use sea_orm_migration::MigratorTrait;
 use crate::domain::{RegistrySpec, Scope, SecretChange};
 use crate::error::{Error, Result};
 use crate::secret::{Cipher, KeyError, Secret};
+pub use audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use entity::{default_registry, registry, registry_project};
 pub use rows::RegistryRecord;
 
@@ -38,6 +40,9 @@ pub struct ListQuery {
     pub limit: u64,
     /// Return registries with ids after this one.
     pub after_id: Option<String>,
+    /// Only registries visible to these projects (all-projects
+    /// registries, or those listing one of them); `None` for all.
+    pub visible_to: Option<Vec<String>>,
 }
 
 /// The database, plus the cipher that seals secrets for it.
@@ -55,8 +60,10 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_owned());
         // sqlx logs every statement at INFO; berth logs its own spans.
         opts.sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10));
+            // While the database is away, calls fail fast with UNAVAILABLE
+            // instead of piling up behind the pool.
+            .connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(3));
         if url.starts_with("sqlite:") {
             // One connection: SQLite has one writer anyway, and a single
             // connection means no SQLITE_BUSY between our own transactions.
@@ -143,6 +150,11 @@ impl Store {
         }
     }
 
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
     /// The underlying connection (tests read rows directly through it).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
@@ -173,9 +185,22 @@ impl Store {
         spec: &RegistrySpec,
         secret: Option<&Secret>,
         make_default: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<RegistryRecord> {
         let id = uuid::Uuid::now_v7().to_string();
+        let audit = actor.entry(
+            "registry.create",
+            &id,
+            format!(
+                "provider={} address={} namespace={} scope={}{}",
+                spec.provider,
+                spec.address,
+                spec.namespace,
+                describe_scope(&spec.scope),
+                if make_default { " default" } else { "" }
+            ),
+        );
+        let actor = actor.name.as_str();
         let now = now_us();
         let sealed = match secret {
             Some(s) => Some(self.cipher.seal(s, &id).map_err(internal)?),
@@ -189,6 +214,7 @@ impl Store {
                 .await
                 .map_err(|e| conflict(e, spec))?;
             insert_projects(&txn, &id, &spec.scope).await?;
+            audit::insert(&txn, &audit, now).await?;
             if make_default {
                 upsert_default(&txn, &id, actor, now).await?;
             } else {
@@ -270,6 +296,19 @@ impl Store {
                     .add(registry::Column::Id.in_subquery(listed)),
             );
         }
+        if let Some(projects) = &q.visible_to {
+            let listed = registry_project::Entity::find()
+                .select_only()
+                .column(registry_project::Column::RegistryId)
+                .filter(registry_project::Column::Project.is_in(projects.clone()))
+                .as_query()
+                .to_owned();
+            sel = sel.filter(
+                sea_orm::Condition::any()
+                    .add(registry::Column::AllProjects.eq(true))
+                    .add(registry::Column::Id.in_subquery(listed)),
+            );
+        }
         let rows = sel.limit(q.limit).all(&self.db).await?;
         self.assemble(&self.db, rows).await
     }
@@ -282,7 +321,7 @@ impl Store {
         &self,
         id: &str,
         expected_revision: Option<i64>,
-        actor: &str,
+        actor: &Actor,
         apply: F,
     ) -> Result<RegistryRecord>
     where
@@ -296,6 +335,11 @@ impl Store {
                 return Err(stale(id));
             }
             let (spec, change) = apply(&current)?;
+            let audit = actor.entry(
+                "registry.update",
+                id,
+                describe_update(&current.spec, &spec, &change),
+            );
             let sealed = match &change {
                 SecretChange::Set(s) => Some(self.cipher.seal(s, id).map_err(internal)?),
                 _ => None,
@@ -306,7 +350,7 @@ impl Store {
                 sealed.as_ref(),
                 current.create_time_us,
                 now_us().max(current.update_time_us),
-                actor,
+                &actor.name,
                 current.revision + 1,
             );
             if matches!(change, SecretChange::Keep) {
@@ -332,6 +376,7 @@ impl Store {
                         .await?;
                     insert_projects(&txn, id, &spec.scope).await?;
                 }
+                audit::insert(&txn, &audit, now_us()).await?;
                 txn.commit().await?;
                 Ok(true)
             })
@@ -349,7 +394,13 @@ impl Store {
     }
 
     /// Deletes a registry (and its scope rows and default mark).
-    pub async fn delete(&self, id: &str, expected_revision: Option<i64>) -> Result<()> {
+    pub async fn delete(
+        &self,
+        id: &str,
+        expected_revision: Option<i64>,
+        actor: &Actor,
+    ) -> Result<()> {
+        let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
             let txn = self.db.begin().await?;
             default_registry::Entity::delete_many()
@@ -370,6 +421,7 @@ impl Store {
                 txn.rollback().await?;
                 return Ok(false);
             }
+            audit::insert(&txn, &audit, now_us()).await?;
             txn.commit().await?;
             Ok(true)
         })
@@ -385,7 +437,8 @@ impl Store {
 
     /// Makes `id` the default, replacing the previous default in the same
     /// statement (the single row of `default_registry`).
-    pub async fn set_default(&self, id: &str, actor: &str) -> Result<RegistryRecord> {
+    pub async fn set_default(&self, id: &str, actor: &Actor) -> Result<RegistryRecord> {
+        let audit = actor.entry("registry.set_default", id, String::new());
         retry(|| async {
             let txn = self.db.begin().await?;
             if registry::Entity::find_by_id(id.to_owned())
@@ -395,7 +448,7 @@ impl Store {
             {
                 return Err(TxError::Domain(not_found(id)));
             }
-            upsert_default(&txn, id, actor, now_us())
+            upsert_default(&txn, id, &actor.name, now_us())
                 .await
                 .map_err(|e| match e.sql_err() {
                     // Deleted between our check and the upsert.
@@ -404,6 +457,7 @@ impl Store {
                     }
                     _ => TxError::Db(e),
                 })?;
+            audit::insert(&txn, &audit, now_us()).await?;
             txn.commit().await?;
             Ok(())
         })
@@ -579,7 +633,8 @@ fn conflict(e: DbErr, spec: &RegistrySpec) -> TxError {
     }
 }
 
-fn not_found(id: &str) -> Error {
+/// NOT_FOUND for registry `id`.
+pub fn not_found(id: &str) -> Error {
     Error::NotFound(format!("registry {id} not found"))
 }
 
@@ -595,4 +650,53 @@ fn internal(e: KeyError) -> Error {
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+fn describe_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::AllProjects => "all-projects".into(),
+        Scope::Projects(keys) => keys.join(","),
+    }
+}
+
+/// The fields an update changed, for the audit log (no values of secrets).
+fn describe_update(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange) -> String {
+    let mut parts = Vec::new();
+    if old.provider != new.provider {
+        parts.push(format!("provider={}", new.provider));
+    }
+    if old.address != new.address {
+        parts.push(format!("address={}", new.address));
+    }
+    if old.namespace != new.namespace {
+        parts.push(format!("namespace={}", new.namespace));
+    }
+    if old.region != new.region {
+        parts.push(format!("region={}", new.region));
+    }
+    if old.repository != new.repository {
+        parts.push(format!("repository={}", new.repository));
+    }
+    if old.username != new.username {
+        parts.push("username".into());
+    }
+    if old.scope != new.scope {
+        parts.push(format!("scope={}", describe_scope(&new.scope)));
+    }
+    if old.tls.verify != new.tls.verify {
+        parts.push(format!("tls.verify={}", new.tls.verify));
+    }
+    if old.tls.ca_cert_pem != new.tls.ca_cert_pem {
+        parts.push("tls.ca_cert_pem".into());
+    }
+    match change {
+        SecretChange::Keep => {}
+        SecretChange::Clear => parts.push("secret cleared".into()),
+        SecretChange::Set(_) => parts.push("secret replaced".into()),
+    }
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(" ")
+    }
 }

@@ -2,6 +2,8 @@
 //! by a fresh database per test on SQLite, PostgreSQL or MariaDB.
 #![allow(dead_code)]
 
+pub mod leak;
+
 use std::net::SocketAddr;
 
 use berth::config::{Config, LogFormat};
@@ -117,7 +119,10 @@ async fn admin(url: &str, sql: &str) {
 
 /// A running in-process berth server.
 pub struct TestServer {
+    /// Where tests talk to berth: the leak guard in front of it.
     pub addr: SocketAddr,
+    /// berth's own listener.
+    pub berth_addr: SocketAddr,
     pub db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -138,6 +143,15 @@ pub fn config(db_url: &str) -> Config {
         registry_timeout: 30,
         metrics_listen: None,
         log_format: LogFormat::Pretty,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        tokens_file: None,
+        policy_file: None,
+        allow_unauthenticated: false,
+        max_concurrent_rpcs: 512,
+        rpc_timeout: 60,
+        reload_interval_ms: 100,
     }
 }
 
@@ -169,8 +183,10 @@ impl TestServer {
         let task = tokio::spawn(berth::server::run(cfg, listener, async {
             let _ = rx.await;
         }));
+        let guarded = leak::proxy(addr).await;
         let server = TestServer {
-            addr,
+            addr: guarded,
+            berth_addr: addr,
             db,
             stop: Some(tx),
             task: Some(task),
@@ -232,6 +248,8 @@ impl TestServer {
             t.await.expect("server task").expect("server ran cleanly");
         }
         self.db.drop_db().await;
+        let leaks = leak::take_leaks();
+        assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
     }
 }
 

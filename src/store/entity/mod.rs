@@ -1,5 +1,6 @@
 //! sea-orm entities: one file per table.
 
+pub mod audit_event;
 pub mod default_registry;
 pub mod registry;
 pub mod registry_project;

@@ -5,6 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_registries;
+mod m20261129_000002_create_audit_events;
 
 /// All of berth's migrations, in order.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_create_registries::Migration)]
+        vec![
+            Box::new(m20261129_000001_create_registries::Migration),
+            Box::new(m20261129_000002_create_audit_events::Migration),
+        ]
     }
 }
