@@ -26,7 +26,7 @@ use crate::domain::{RegistrySpec, Scope, SecretChange};
 use crate::error::{Error, Result};
 use crate::secret::{KeyError, Keyring, Secret};
 use entity::{default_registry, registry, registry_project};
-pub use rotate::KeyStatus;
+pub use rotate::{KeyStatus, Rotation};
 pub use rows::RegistryRecord;
 
 /// Filters and paging for [`Store::list`].
