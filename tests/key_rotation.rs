@@ -134,7 +134,11 @@ async fn rows(db: &TestDb) -> BTreeMap<String, Row> {
     out
 }
 
-on_every_backend!(secrets_survive_rotation, rotation_races_live_updates);
+on_every_backend!(
+    secrets_survive_rotation,
+    rotation_keeps_a_concurrent_update,
+    rotation_races_live_updates,
+);
 
 async fn secrets_survive_rotation(backend: Backend) {
     let key_b = new_key();
@@ -244,6 +248,69 @@ async fn secrets_survive_rotation(backend: Backend) {
     assert!(format!("{err:#}").contains(&id_b), "{err:#}");
     assert_eq!(rows(&db).await, after);
     db.drop_db().await;
+}
+
+/// A replica still on key A changes a secret in a transaction that is open
+/// while the rotation reads: the rotation's conditional UPDATE of that row
+/// waits for it, finds the row changed, re-reads it and re-seals the new
+/// secret, rather than writing back the old one. (On SQLite the rotation
+/// waits for the write lock before reading, with the same outcome.)
+async fn rotation_keeps_a_concurrent_update(backend: Backend) {
+    use berth::secret::{Keyring, Secret};
+    use berth::store::entity::registry;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+    let key_b = new_key();
+    let id_b = key_id(&key_b);
+    let both = format!("{key_b},{KEY_A}");
+    let server = TestServer::start(backend).await;
+    let ids = vec![
+        create(&server, registry(0, "pw-old")).await.id,
+        create(&server, registry(1, "pw-other")).await.id,
+    ];
+    let db = server.stop().await;
+
+    let conn = db.connect().await;
+    let txn = conn.begin().await.expect("begin");
+    let sealed = Keyring::from_list(KEY_A)
+        .expect("key A")
+        .seal(&Secret::new("pw-new"), &ids[0])
+        .expect("seal");
+    let changed = registry::Entity::update_many()
+        .col_expr(
+            registry::Column::SecretCiphertext,
+            Expr::value(sealed.bytes),
+        )
+        .col_expr(registry::Column::SecretKeyId, Expr::value(sealed.key_id))
+        .col_expr(
+            registry::Column::Revision,
+            Expr::col(registry::Column::Revision).add(1),
+        )
+        .filter(registry::Column::Id.eq(ids[0].as_str()))
+        .exec(&txn)
+        .await
+        .expect("concurrent update");
+    assert_eq!(changed.rows_affected, 1);
+
+    let cfg = config_keys(&db, &both);
+    let rotation = tokio::spawn(async move { berth::server::rotate_keys(&cfg).await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(!rotation.is_finished(), "the rotation waits for the row");
+    txn.commit().await.expect("commit");
+    let done = rotation.await.expect("join").expect("rotation succeeds");
+    assert_eq!(
+        done.to_string(),
+        format!("rotated 2 secrets to key {id_b}; 0 already current")
+    );
+    let _ = conn.close().await;
+
+    let after = rows(&db).await;
+    assert_eq!(after[&ids[0]].revision, 2, "the replica's update stands");
+    assert_eq!(after[&ids[1]].revision, 1);
+    let server = TestServer::start_on_with(db, |cfg| cfg.secret_key = Some(key_b.clone())).await;
+    assert_eq!(passwords(&server, &ids).await, ["pw-new", "pw-other"]);
+    server.finish().await;
 }
 
 /// A replica with the new keyring keeps changing secrets while rotations
@@ -358,6 +425,16 @@ async fn rotate_key_command() {
         format!("# active: new key\n{key_b}\n\n# old key, until rotate-key has run\n{KEY_A}\n"),
     )
     .expect("key file");
+
+    // Starting with the keyring works, and warns that a rotation is due.
+    let out = berth_cmd(&db, &key_file, &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("2 stored secret(s) are still encrypted with older keys")
+            && log.contains("berth rotate-key"),
+        "{log}"
+    );
 
     // --check: not current yet, exit non-zero with the counts.
     let out = berth_cmd(&db, &key_file, &["rotate-key", "--check"]);
