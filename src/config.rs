@@ -31,6 +31,16 @@ pub enum Command {
     /// Bearer tokens for the tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Re-encrypt every stored secret under the active (first) secret key,
+    /// in one transaction, and exit. Applies migrations first.
+    RotateKey {
+        /// Only count secrets by key; exit non-zero if any is not under the
+        /// active key.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a fresh secret key (32 random bytes, base64) and exit.
+    GenerateKey,
     /// Manage registries on a running berth (client).
     #[command(subcommand)]
     Registry(crate::cli::RegistryCommand),
@@ -97,11 +107,14 @@ pub struct Config {
     pub database_url: String,
 
     /// Key that encrypts stored secrets: 32 random bytes, base64
-    /// (`openssl rand -base64 32`). Prefer BERTH_SECRET_KEY_FILE.
+    /// (`berth generate-key`). During a rotation, a list separated by commas:
+    /// the active key first, then older ones. Prefer BERTH_SECRET_KEY_FILE.
     #[arg(long, env = "BERTH_SECRET_KEY", hide_env_values = true, global = true)]
     pub secret_key: Option<String>,
 
-    /// File holding the secret key. With neither key option, berth on
+    /// File holding the secret key: one base64 key per line, the active one
+    /// first (older keys after it only decrypt; `#` comments and blank lines
+    /// are ignored). With neither key option, berth on
     /// SQLite creates `berth.key` beside the database file (mode 0600); on
     /// PostgreSQL/MySQL a key is required.
     #[arg(long, env = "BERTH_SECRET_KEY_FILE", global = true)]

@@ -13,6 +13,10 @@ async fn main() -> std::process::ExitCode {
         Command::Registry(cmd) => berth::cli::registry(cmd, &cli.client).await,
         Command::Image(cmd) => berth::cli::image(cmd, &cli.client).await,
         Command::Token(cmd) => berth::cli::token(cmd),
+        Command::GenerateKey => {
+            println!("{}", berth::secret::Cipher::generate_base64().as_str());
+            Ok(())
+        }
         server_side => {
             let _telemetry = berth::telemetry::init(cli.config.log_format);
             run_server_side(server_side, cli.config).await
@@ -33,7 +37,25 @@ async fn run_server_side(command: Command, config: berth::config::Config) -> any
         Command::Migrate => berth::server::open_store(&config).await.map(|_| {
             tracing::info!("migrations applied");
         }),
+        Command::RotateKey { check } => rotate_key(config, check).await,
         _ => serve(config).await,
+    }
+}
+
+/// `berth rotate-key [--check]`: one summary line on stdout.
+async fn rotate_key(config: berth::config::Config, check: bool) -> anyhow::Result<()> {
+    if !check {
+        let done = berth::server::rotate_keys(&config).await?;
+        println!("{done}");
+        return Ok(());
+    }
+    let status = berth::server::key_status(&config).await?;
+    println!("{status}");
+    match status.stale() {
+        0 => Ok(()),
+        n => anyhow::bail!(
+            "{n} stored secret(s) are not encrypted with the active key; run `berth rotate-key`"
+        ),
     }
 }
 

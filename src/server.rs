@@ -81,16 +81,48 @@ pub fn authn(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<Auth
 
 /// Connects to the database, checks the key and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let cipher = Arc::new(crate::keys::load(config)?);
-    let store = Store::connect(&config.database_url, cipher)
-        .await
-        .context("connecting to the database")?;
-    store.migrate().await.context("applying migrations")?;
+    let store = open_store_unchecked(config).await?;
     store
         .check_keys()
         .await
         .context("checking the secret key against stored secrets")?;
     Ok(store)
+}
+
+/// Loads the keys, connects to the database and applies migrations, but
+/// leaves checking the keys against stored secrets to the caller.
+async fn open_store_unchecked(config: &Config) -> anyhow::Result<Store> {
+    let keys = Arc::new(crate::keys::load(config)?);
+    let store = Store::connect(&config.database_url, keys)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// `berth rotate-key`: applies migrations, then re-seals every stored
+/// secret under the active key in one transaction. Fails, changing
+/// nothing, if some secret was sealed by a key that is not configured.
+pub async fn rotate_keys(config: &Config) -> anyhow::Result<crate::store::Rotation> {
+    let store = open_store_unchecked(config).await?;
+    let done = store.rotate_keys().await.context("rotating secret keys")?;
+    tracing::info!(
+        rotated = done.rotated,
+        already_current = done.already_current,
+        key_id = %done.key_id,
+        "secret key rotation finished"
+    );
+    Ok(done)
+}
+
+/// `berth rotate-key --check`: applies migrations and counts the stored
+/// secrets by the key that sealed them.
+pub async fn key_status(config: &Config) -> anyhow::Result<crate::store::KeyStatus> {
+    let store = open_store_unchecked(config).await?;
+    store
+        .key_status()
+        .await
+        .context("counting stored secrets by key")
 }
 
 /// Runs berth on `listener` until `shutdown` resolves. The listener answers

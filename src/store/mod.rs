@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod entity;
 pub mod migration;
+mod rotate;
 mod rows;
 
 use std::sync::Arc;
@@ -24,9 +25,10 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::domain::{RegistrySpec, Scope, SecretChange};
 use crate::error::{Error, Result};
-use crate::secret::{Cipher, KeyError, Secret};
+use crate::secret::{KeyError, Keyring, Secret};
 pub use audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use entity::{default_registry, registry, registry_project};
+pub use rotate::{KeyStatus, Rotation};
 pub use rows::RegistryRecord;
 
 /// Filters and paging for [`Store::list`].
@@ -45,18 +47,19 @@ pub struct ListQuery {
     pub visible_to: Option<Vec<String>>,
 }
 
-/// The database, plus the cipher that seals secrets for it.
+/// The database, plus the keyring that seals secrets for it.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    cipher: Arc<Cipher>,
+    /// Seals with the active key, opens with the key a row names.
+    cipher: Arc<Keyring>,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
 
 impl Store {
     /// Connects to `url` (`sqlite://…`, `postgres://…`, `mysql://…`).
-    pub async fn connect(url: &str, cipher: Arc<Cipher>) -> Result<Store, DbErr> {
+    pub async fn connect(url: &str, cipher: Arc<Keyring>) -> Result<Store, DbErr> {
         let mut opts = ConnectOptions::new(url.to_owned());
         // sqlx logs every statement at INFO; berth logs its own spans.
         opts.sqlx_logging(false)
@@ -158,24 +161,6 @@ impl Store {
     /// The underlying connection (tests read rows directly through it).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
-    }
-
-    /// Fails if any stored secret was sealed by a key berth does not have:
-    /// better a clear startup error than garbage credentials later.
-    pub async fn check_keys(&self) -> Result<(), anyhow::Error> {
-        let foreign = registry::Entity::find()
-            .select_only()
-            .column(registry::Column::SecretKeyId)
-            .filter(registry::Column::SecretKeyId.is_not_null())
-            .filter(registry::Column::SecretKeyId.ne(self.cipher.key_id()))
-            .limit(1)
-            .into_tuple::<Option<String>>()
-            .one(&self.db)
-            .await?;
-        if let Some(Some(kid)) = foreign {
-            return Err(KeyError::UnknownKey(kid).into());
-        }
-        Ok(())
     }
 
     /// Creates a registry. It becomes the default when `make_default` is

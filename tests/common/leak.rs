@@ -166,7 +166,10 @@ pub async fn proxy(upstream: SocketAddr) -> SocketAddr {
                                     http_body_util::Full::new(bytes).map_err(|e| match e {}),
                                 ),
                             );
-                            let res = tower::ServiceExt::ready(&mut channel).await?.call(fwd).await?;
+                            let res = tower::ServiceExt::ready(&mut channel)
+                                .await?
+                                .call(fwd)
+                                .await?;
                             let exempt = path == "/berth.v1.ImageService/GetCredentials";
                             if !exempt {
                                 check_headers(&path, res.headers());

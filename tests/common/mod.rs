@@ -239,6 +239,18 @@ impl TestServer {
         }
     }
 
+    /// Stops the server gracefully and hands back its database, to start
+    /// another server on it.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server ran cleanly");
+        }
+        self.db
+    }
+
     /// Stops the server gracefully and drops its database.
     pub async fn finish(mut self) {
         if let Some(tx) = self.stop.take() {

@@ -1,0 +1,319 @@
+//! Key rotation: which keys the stored secrets are sealed by, the startup
+//! check, and `berth rotate-key`, which re-seals every secret under the
+//! active key in one transaction.
+//!
+//! Rotation is not a registry change: it rewrites only `secret_ciphertext`
+//! and `secret_key_id`, never `revision` (the etag) or `update_time`. Each
+//! row is rewritten only if it still holds the ciphertext that was read, so
+//! an UpdateRegistry committed meanwhile by a live replica is never
+//! overwritten; that row is read again (a locking read) and what it holds
+//! now is re-sealed instead.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::bail;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use super::entity::registry;
+use super::{Store, TxError, is_transient};
+use crate::error::Error;
+use crate::secret::Sealed;
+
+/// Attempts at the whole rotation transaction (deadlocks, serialization
+/// failures, rows that kept changing).
+const ROTATE_ATTEMPTS: usize = 5;
+/// Attempts at one row whose ciphertext changed under us, inside one
+/// transaction.
+const ROW_ATTEMPTS: usize = 3;
+
+/// How many stored secrets each key sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The id of the active key.
+    pub active_key_id: String,
+    /// Secrets sealed by the active key.
+    pub current: u64,
+    /// Secrets sealed by configured older keys: key id and count.
+    pub old: Vec<(String, u64)>,
+    /// Secrets sealed by keys that are not configured: key id and count.
+    pub missing: Vec<(String, u64)>,
+}
+
+impl KeyStatus {
+    /// Secrets not sealed by the active key.
+    pub fn stale(&self) -> u64 {
+        self.old.iter().chain(&self.missing).map(|(_, n)| n).sum()
+    }
+
+    /// Whether every stored secret is sealed by the active key.
+    pub fn is_current(&self) -> bool {
+        self.stale() == 0
+    }
+
+    /// The startup error when some secrets were sealed by keys berth does
+    /// not have.
+    fn missing_error(&self) -> Option<anyhow::Error> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        let n: u64 = self.missing.iter().map(|(_, n)| n).sum();
+        let ids = list(&self.missing);
+        let verb = if self.missing.len() == 1 { "is" } else { "are" };
+        Some(anyhow::anyhow!(
+            "{n} stored secret(s) were encrypted with key id {ids}, which {verb} not configured \
+             (the active key is {active}). Add the old key to the key file on a line after the \
+             active key (or to BERTH_SECRET_KEY after it, comma-separated), restart, and run \
+             `berth rotate-key` to re-encrypt those secrets under the active key",
+            active = self.active_key_id,
+        ))
+    }
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} secrets under the active key {}; {} under older keys",
+            self.current,
+            self.active_key_id,
+            self.old.iter().map(|(_, n)| n).sum::<u64>()
+        )?;
+        if !self.old.is_empty() {
+            write!(f, " ({})", list(&self.old))?;
+        }
+        if !self.missing.is_empty() {
+            write!(
+                f,
+                "; {} under keys that are not configured ({})",
+                self.missing.iter().map(|(_, n)| n).sum::<u64>(),
+                list(&self.missing)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn list(ids: &[(String, u64)]) -> String {
+    ids.iter()
+        .map(|(id, n)| format!("{id}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What `berth rotate-key` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The active key id, which now seals every secret.
+    pub key_id: String,
+    /// Secrets re-sealed under it.
+    pub rotated: u64,
+    /// Secrets that were sealed by it already.
+    pub already_current: u64,
+}
+
+impl fmt::Display for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rotated {} secrets to key {}; {} already current",
+            self.rotated, self.key_id, self.already_current
+        )
+    }
+}
+
+impl Store {
+    /// Counts the stored secrets by the key that sealed them.
+    pub async fn key_status(&self) -> Result<KeyStatus, DbErr> {
+        let counts: Vec<(String, i64)> = registry::Entity::find()
+            .select_only()
+            .column(registry::Column::SecretKeyId)
+            .column_as(Expr::col(registry::Column::Id).count(), "n")
+            .filter(registry::Column::SecretKeyId.is_not_null())
+            .group_by(registry::Column::SecretKeyId)
+            .order_by_asc(registry::Column::SecretKeyId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut status = KeyStatus {
+            active_key_id: self.cipher.active_key_id().to_owned(),
+            current: 0,
+            old: Vec::new(),
+            missing: Vec::new(),
+        };
+        for (key_id, n) in counts {
+            let n = u64::try_from(n).unwrap_or(0);
+            if key_id == status.active_key_id {
+                status.current = n;
+            } else if self.cipher.contains(&key_id) {
+                status.old.push((key_id, n));
+            } else {
+                status.missing.push((key_id, n));
+            }
+        }
+        Ok(status)
+    }
+
+    /// Fails if any stored secret was sealed by a key berth does not have:
+    /// better a clear startup error than garbage credentials later. Warns
+    /// when secrets are still sealed by older keys.
+    pub async fn check_keys(&self) -> Result<(), anyhow::Error> {
+        let status = self.key_status().await?;
+        if let Some(e) = status.missing_error() {
+            return Err(e);
+        }
+        let stale = status.stale();
+        if stale > 0 {
+            tracing::warn!(
+                count = stale,
+                active_key_id = %status.active_key_id,
+                "{stale} stored secret(s) are still encrypted with older keys; run `berth rotate-key` \
+                 to re-encrypt them under the active key before removing the old keys"
+            );
+        }
+        Ok(())
+    }
+
+    /// Re-seals every secret not sealed by the active key under the active
+    /// key, in one transaction (retried as a whole a few times if the
+    /// database aborts it or rows keep changing). Idempotent.
+    pub async fn rotate_keys(&self) -> anyhow::Result<Rotation> {
+        if let Some(e) = self.key_status().await?.missing_error() {
+            return Err(e);
+        }
+        let mut delay = Duration::from_millis(10);
+        for attempt in 1..=ROTATE_ATTEMPTS {
+            // IMMEDIATE on SQLite: take the write lock now (waiting for
+            // it), rather than fail on upgrading a read transaction after
+            // another connection wrote. Other databases ignore it.
+            let begin = self.db.begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            });
+            let outcome = match begin.await {
+                Ok(txn) => self.rotate_in(txn).await,
+                Err(e) => Err(TxError::Db(e)),
+            };
+            match outcome {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {
+                    tracing::debug!(attempt, "secrets kept changing during rotation; retrying");
+                }
+                Err(TxError::Db(e)) if attempt < ROTATE_ATTEMPTS && is_transient(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying rotation");
+                }
+                Err(TxError::Db(e)) => return Err(e.into()),
+                Err(TxError::Domain(e)) => return Err(e.into()),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 4).min(Duration::from_secs(1));
+        }
+        bail!(
+            "registries kept changing during the rotation; nothing was rotated, run `berth rotate-key` again"
+        )
+    }
+
+    /// One attempt: `None` (rolled back) if a row kept changing.
+    async fn rotate_in(&self, txn: DatabaseTransaction) -> Result<Option<Rotation>, TxError> {
+        let active = self.cipher.active_key_id().to_owned();
+        let mut done = Rotation {
+            key_id: active.clone(),
+            rotated: 0,
+            already_current: registry::Entity::find()
+                .filter(registry::Column::SecretKeyId.eq(active.as_str()))
+                .count(&txn)
+                .await?,
+        };
+        // In id order, so two rotations running at once lock rows in the
+        // same order.
+        let stale: Vec<(String, String, Vec<u8>)> = registry::Entity::find()
+            .select_only()
+            .column(registry::Column::Id)
+            .column(registry::Column::SecretKeyId)
+            .column(registry::Column::SecretCiphertext)
+            .filter(registry::Column::SecretKeyId.is_not_null())
+            .filter(registry::Column::SecretKeyId.ne(active.as_str()))
+            .filter(registry::Column::SecretCiphertext.is_not_null())
+            .order_by_asc(registry::Column::Id)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        for (id, key_id, bytes) in stale {
+            let mut seen = Some(Sealed { key_id, bytes });
+            let mut settled = false;
+            for _ in 0..ROW_ATTEMPTS {
+                let Some(sealed) = seen else {
+                    // Deleted, or its secret cleared, meanwhile.
+                    settled = true;
+                    break;
+                };
+                if sealed.key_id == active {
+                    // Re-sealed meanwhile by a replica with the new key.
+                    done.already_current += 1;
+                    settled = true;
+                    break;
+                }
+                if self.reseal(&txn, &id, &sealed).await? {
+                    done.rotated += 1;
+                    settled = true;
+                    break;
+                }
+                // Changed since we read it: read what it holds now. A
+                // locking read, because MySQL's plain reads would return
+                // the transaction's snapshot rather than the latest row.
+                seen = registry::Entity::find_by_id(id.clone())
+                    .select_only()
+                    .column(registry::Column::SecretKeyId)
+                    .column(registry::Column::SecretCiphertext)
+                    .lock_exclusive()
+                    .into_tuple::<(Option<String>, Option<Vec<u8>>)>()
+                    .one(&txn)
+                    .await?
+                    .and_then(|(key_id, bytes)| {
+                        Some(Sealed {
+                            key_id: key_id?,
+                            bytes: bytes?,
+                        })
+                    });
+            }
+            if !settled {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+        }
+        txn.commit().await?;
+        Ok(Some(done))
+    }
+
+    /// Re-seals one row's secret under the active key if the row still
+    /// holds `sealed`; `false` if it does not.
+    async fn reseal(
+        &self,
+        txn: &DatabaseTransaction,
+        id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, TxError> {
+        let secret = self.cipher.open(sealed, id).map_err(|e| {
+            TxError::Domain(Error::FailedPrecondition(format!(
+                "the stored secret of registry {id} cannot be decrypted: {e}; nothing was rotated"
+            )))
+        })?;
+        let fresh = self
+            .cipher
+            .seal(&secret, id)
+            .map_err(|e| TxError::Domain(Error::Internal(e.to_string())))?;
+        let res = registry::Entity::update_many()
+            .col_expr(registry::Column::SecretCiphertext, Expr::value(fresh.bytes))
+            .col_expr(registry::Column::SecretKeyId, Expr::value(fresh.key_id))
+            .filter(registry::Column::Id.eq(id))
+            .filter(registry::Column::SecretKeyId.eq(sealed.key_id.as_str()))
+            .filter(registry::Column::SecretCiphertext.eq(sealed.bytes.clone()))
+            .exec(txn)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+}
