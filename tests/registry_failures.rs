@@ -168,3 +168,89 @@ async fn misbehaving_registries() {
         .expect("still serving");
     server.finish().await;
 }
+
+/// Overload and slowness bounded by berth itself: one call over the
+/// concurrency limit is refused at once with RESOURCE_EXHAUSTED (health
+/// still answers), and a call that outlives the RPC deadline ends with
+/// DEADLINE_EXCEEDED, even though the registry timeout is longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_and_deadlines() {
+    let (address, _) = stub().await;
+    let server = TestServer::start_with(Backend::Sqlite, |cfg| {
+        cfg.max_concurrent_rpcs = 1;
+        cfg.rpc_timeout = 2;
+        cfg.registry_timeout = 30;
+    })
+    .await;
+    let ch = server.channel().await;
+    let mut regs = pb::registry_service_client::RegistryServiceClient::new(ch.clone());
+    let images = pb::image_service_client::ImageServiceClient::new(ch.clone());
+    let reg = regs
+        .create_registry(pb::CreateRegistryRequest {
+            registry: Some(Registry {
+                provider: Provider::Other as i32,
+                address,
+                namespace: "ns".into(),
+                scope: Some(Scope {
+                    all_projects: true,
+                    projects: vec![],
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let slow = {
+        let mut c = images.clone();
+        let req = pb::ListTagsRequest {
+            registry_id: reg.id.clone(),
+            project: "web".into(),
+            image: "slow".into(),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let r = c.list_tags(req).await;
+            (r.map(|_| ()), start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = regs
+        .get_registry(pb::GetRegistryRequest { id: reg.id.clone() })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health is never refused");
+    let (r, took) = slow.await.expect("join");
+    let err = r.expect_err("slower than the RPC deadline");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // The slot is free again; a caller's own shorter deadline applies too.
+    regs.get_registry(pb::GetRegistryRequest { id: reg.id.clone() })
+        .await
+        .expect("served again");
+    let mut req = tonic::Request::new(pb::ListTagsRequest {
+        registry_id: reg.id.clone(),
+        project: "web".into(),
+        image: "slow".into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let err = images
+        .clone()
+        .list_tags(req)
+        .await
+        .expect_err("caller deadline");
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    server.finish().await;
+}
