@@ -230,27 +230,10 @@ async fn overload_and_deadlines() {
     let err = r.expect_err("slower than the RPC deadline");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    // The slot is free again; a caller's own shorter deadline applies too.
+    // The slot is free again. (A caller's own shorter grpc-timeout races
+    // the client's timer, so it is unit-tested in api::middleware.)
     regs.get_registry(pb::GetRegistryRequest { id: reg.id.clone() })
         .await
         .expect("served again");
-    let mut req = tonic::Request::new(pb::ListTagsRequest {
-        registry_id: reg.id.clone(),
-        project: "web".into(),
-        image: "slow".into(),
-        ..Default::default()
-    });
-    req.set_timeout(Duration::from_millis(300));
-    let start = Instant::now();
-    let err = images
-        .clone()
-        .list_tags(req)
-        .await
-        .expect_err("caller deadline");
-    assert!(
-        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{err:?}"
-    );
-    assert!(start.elapsed() < Duration::from_secs(2));
     server.finish().await;
 }
