@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod entity;
+pub mod events;
 pub mod migration;
 mod rotate;
 mod rows;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::secret::{KeyError, Keyring, Secret};
 pub use audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use entity::{default_registry, registry, registry_project};
+pub use events::{EventKind, FeedPosition, FeedSettings, RegistryEvent};
 pub use rotate::{KeyStatus, Rotation};
 pub use rows::RegistryRecord;
 
@@ -53,9 +55,41 @@ pub struct Store {
     db: DatabaseConnection,
     /// Seals with the active key, opens with the key a row names.
     cipher: Arc<Keyring>,
+    feed: FeedSettings,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
+
+/// Switches a SQLite file to WAL (a property of the file, kept across
+/// restarts). The switch needs an exclusive lock that SQLite does not wait
+/// for with `busy_timeout`, so processes opening one new file together
+/// (replicas in a test, `berth migrate` beside a starting server) can get
+/// SQLITE_BUSY here; they retry for up to ten seconds.
+async fn sqlite_wal(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::Statement;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let attempt = db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA journal_mode = WAL",
+            ))
+            .await;
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(e) if sqlite_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sqlite_busy(e: &DbErr) -> bool {
+    e.to_string().contains("database is locked")
+}
 
 impl Store {
     /// Connects to `url` (`sqlite://…`, `postgres://…`, `mysql://…`).
@@ -71,16 +105,29 @@ impl Store {
             // One connection: SQLite has one writer anyway, and a single
             // connection means no SQLITE_BUSY between our own transactions.
             opts.max_connections(1).min_connections(1);
+            // Per-connection settings go in the connect options, so a
+            // connection the pool re-opens later has them too.
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.foreign_keys(true).busy_timeout(Duration::from_secs(5))
+            });
         } else {
             opts.max_connections(16).min_connections(1);
         }
         let db = Database::connect(opts).await?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {
-            db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
-            db.execute_unprepared("PRAGMA foreign_keys = ON").await?;
-            db.execute_unprepared("PRAGMA busy_timeout = 5000").await?;
+            sqlite_wal(&db).await?;
         }
-        Ok(Store { db, cipher })
+        Ok(Store {
+            db,
+            cipher,
+            feed: FeedSettings::default(),
+        })
+    }
+
+    /// Sets how many change-feed events are kept for resuming watchers.
+    pub fn with_feed_settings(mut self, feed: FeedSettings) -> Store {
+        self.feed = feed;
+        self
     }
 
     /// Applies pending migrations (idempotent).
@@ -89,7 +136,7 @@ impl Store {
     /// turns: a database-wide lock is held (on a connection of its own,
     /// inside a transaction that only holds it) while one replica migrates,
     /// and the others then find nothing to do. SQLite has no such lock: a
-    /// second process on the same file retries once instead.
+    /// process that loses a race on the same file retries instead.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use sea_orm::Statement;
         let backend = self.db.get_database_backend();
@@ -116,10 +163,15 @@ impl Store {
             _ => None,
         };
         let mut result = migration::Migrator::up(&self.db, None).await;
-        if result.is_err() && backend == DatabaseBackend::Sqlite {
-            // Another process on the same file won the race (SQLite has no
-            // cross-process lock to take first); its work is ours now.
+        let mut attempts = 1;
+        while result.is_err() && backend == DatabaseBackend::Sqlite && attempts < 8 {
+            // Another process on the same file won a race (SQLite has no
+            // cross-process lock to take first; each step is idempotent):
+            // its work is ours now, look again for what is left.
+            tracing::debug!(attempts, "migration raced another process; retrying");
+            tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
             result = migration::Migrator::up(&self.db, None).await;
+            attempts += 1;
         }
         if let Some(txn) = lock {
             if backend == DatabaseBackend::MySql {
@@ -200,6 +252,7 @@ impl Store {
                 .map_err(|e| conflict(e, spec))?;
             insert_projects(&txn, &id, &spec.scope).await?;
             audit::insert(&txn, &audit, now).await?;
+            let previous_default = default_id(&txn).await?;
             if make_default {
                 upsert_default(&txn, &id, actor, now).await?;
             } else {
@@ -210,11 +263,25 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
+            let rec = self.find(&txn, &id).await?.ok_or_else(|| not_found(&id))?;
+            self.event(&txn, EventKind::Created, actor, Vec::new(), None, &rec, now)
+                .await?;
+            if rec.is_default && previous_default.as_deref() != Some(id.as_str()) {
+                self.event(
+                    &txn,
+                    EventKind::DefaultChanged,
+                    actor,
+                    Vec::new(),
+                    previous_default,
+                    &rec,
+                    now,
+                )
+                .await?;
+            }
             txn.commit().await?;
-            Ok(())
+            Ok(rec)
         })
-        .await?;
-        self.get(&id).await
+        .await
     }
 
     /// Reads one registry with its secret, decrypted. Only the credential
@@ -352,7 +419,7 @@ impl Store {
                     .await
                     .map_err(|e| conflict(e, &spec))?;
                 if res.rows_affected == 0 {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 if spec.scope != current.spec.scope {
                     registry_project::Entity::delete_many()
@@ -361,13 +428,37 @@ impl Store {
                         .await?;
                     insert_projects(&txn, id, &spec.scope).await?;
                 }
-                audit::insert(&txn, &audit, now_us()).await?;
+                let now = now_us();
+                audit::insert(&txn, &audit, now).await?;
+                let rec = self.find(&txn, id).await?.ok_or_else(|| not_found(id))?;
+                let changed = changed_fields(&current.spec, &spec, &change);
+                let kind = if changed.iter().any(|f| f.starts_with("tls")) {
+                    EventKind::TlsChanged
+                } else {
+                    EventKind::Updated
+                };
+                let previous_scope =
+                    (spec.scope != current.spec.scope).then_some(&current.spec.scope);
+                events::append(
+                    &txn,
+                    events::NewEvent {
+                        kind,
+                        actor: &actor.name,
+                        changed,
+                        previous_default: None,
+                        previous_scope,
+                        registry: &rec,
+                    },
+                    now,
+                    self.feed,
+                )
+                .await?;
                 txn.commit().await?;
-                Ok(true)
+                Ok(Some(rec))
             })
             .await?;
-            if done {
-                return self.get(id).await;
+            if let Some(rec) = done {
+                return Ok(rec);
             }
             if expected_revision.is_some() {
                 return Err(stale(id));
@@ -388,6 +479,11 @@ impl Store {
         let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
             let txn = self.db.begin().await?;
+            // The last state, for the deletion's event.
+            let Some(last) = self.find(&txn, id).await? else {
+                txn.rollback().await?;
+                return Ok(false);
+            };
             default_registry::Entity::delete_many()
                 .filter(default_registry::Column::RegistryId.eq(id))
                 .exec(&txn)
@@ -406,7 +502,18 @@ impl Store {
                 txn.rollback().await?;
                 return Ok(false);
             }
-            audit::insert(&txn, &audit, now_us()).await?;
+            let now = now_us();
+            audit::insert(&txn, &audit, now).await?;
+            self.event(
+                &txn,
+                EventKind::Deleted,
+                &actor.name,
+                Vec::new(),
+                None,
+                &last,
+                now,
+            )
+            .await?;
             txn.commit().await?;
             Ok(true)
         })
@@ -433,6 +540,7 @@ impl Store {
             {
                 return Err(TxError::Domain(not_found(id)));
             }
+            let previous = default_id(&txn).await?;
             upsert_default(&txn, id, &actor.name, now_us())
                 .await
                 .map_err(|e| match e.sql_err() {
@@ -442,12 +550,25 @@ impl Store {
                     }
                     _ => TxError::Db(e),
                 })?;
-            audit::insert(&txn, &audit, now_us()).await?;
+            let now = now_us();
+            audit::insert(&txn, &audit, now).await?;
+            let rec = self.find(&txn, id).await?.ok_or_else(|| not_found(id))?;
+            if previous.as_deref() != Some(id) {
+                self.event(
+                    &txn,
+                    EventKind::DefaultChanged,
+                    &actor.name,
+                    Vec::new(),
+                    previous,
+                    &rec,
+                    now,
+                )
+                .await?;
+            }
             txn.commit().await?;
-            Ok(())
+            Ok(rec)
         })
-        .await?;
-        self.get(id).await
+        .await
     }
 
     /// The default registry, if any.
@@ -501,6 +622,44 @@ impl Store {
             })
             .collect()
     }
+}
+
+impl Store {
+    /// Appends a change-feed event inside the change's transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn event<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        kind: EventKind,
+        actor: &str,
+        changed: Vec<String>,
+        previous_default: Option<String>,
+        registry: &RegistryRecord,
+        now: i64,
+    ) -> Result<i64, DbErr> {
+        events::append(
+            c,
+            events::NewEvent {
+                kind,
+                actor,
+                changed,
+                previous_default,
+                previous_scope: None,
+                registry,
+            },
+            now,
+            self.feed,
+        )
+        .await
+    }
+}
+
+/// The current default's id, read inside a transaction.
+async fn default_id<C: ConnectionTrait>(c: &C) -> Result<Option<String>, DbErr> {
+    Ok(default_registry::Entity::find_by_id(1)
+        .one(c)
+        .await?
+        .map(|d| d.registry_id))
 }
 
 async fn insert_projects<C: ConnectionTrait>(c: &C, id: &str, scope: &Scope) -> Result<(), DbErr> {
@@ -642,6 +801,30 @@ fn describe_scope(scope: &Scope) -> String {
         Scope::AllProjects => "all-projects".into(),
         Scope::Projects(keys) => keys.join(","),
     }
+}
+
+/// The update-mask paths an update changed, for the change feed.
+fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |changed: bool, path: &str| {
+        if changed {
+            out.push(path.to_owned());
+        }
+    };
+    note(old.provider != new.provider, "provider");
+    note(old.address != new.address, "address");
+    note(old.namespace != new.namespace, "namespace");
+    note(old.region != new.region, "region");
+    note(old.repository != new.repository, "repository");
+    note(old.username != new.username, "username");
+    note(!matches!(change, SecretChange::Keep), "secret");
+    note(old.scope != new.scope, "scope");
+    note(old.tls.verify != new.tls.verify, "tls.verify");
+    note(
+        old.tls.ca_cert_pem != new.tls.ca_cert_pem,
+        "tls.ca_cert_pem",
+    );
+    out
 }
 
 /// The fields an update changed, for the audit log (no values of secrets).
