@@ -174,6 +174,23 @@ pub struct Config {
     #[arg(long, env = "BERTH_RPC_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub rpc_timeout: u64,
 
+    /// How many registry changes the change feed keeps, so a watcher that
+    /// was away can resume (WatchRegistries from_revision) instead of
+    /// listing again. Older ones are pruned.
+    #[arg(long, env = "BERTH_FEED_RETENTION", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=100_000_000), global = true)]
+    pub feed_retention: i64,
+
+    /// How often (ms) each replica looks for changes made through other
+    /// replicas; the latency of the change feed and of cache invalidation
+    /// across replicas.
+    #[arg(long, env = "BERTH_FEED_POLL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub feed_poll_ms: u64,
+
+    /// How often (ms) an idle WatchRegistries stream is told how far the
+    /// feed moved (PROGRESS), so its resume point keeps up.
+    #[arg(long, env = "BERTH_FEED_PROGRESS_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true, hide = true)]
+    pub feed_progress_ms: u64,
+
     /// How often (ms) berth re-reads the TLS, tokens and policy files.
     #[arg(long, env = "BERTH_RELOAD_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true, hide = true)]
     pub reload_interval_ms: u64,

@@ -61,6 +61,10 @@ pub enum Error {
     /// A dependency did not answer in time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A watcher asked to resume from a revision the change feed no longer
+    /// holds; it must list again (OUT_OF_RANGE, as etcd answers).
+    #[error("{0}")]
+    RevisionCompacted(String),
     /// A bug or an unexpected state; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -92,6 +96,7 @@ impl Error {
             Error::ResourceExhausted(_) => "OVERLOADED",
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            Error::RevisionCompacted(_) => "REVISION_COMPACTED",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -195,6 +200,7 @@ impl From<Error> for Status {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::RevisionCompacted(_) => Code::OutOfRange,
             Error::Internal(_) => Code::Internal,
         };
         let mut details = ErrorDetails::new();

@@ -120,6 +120,16 @@ impl Images {
         }
     }
 
+    /// Drops what this replica cached for a registry (pooled client,
+    /// minted tokens). Called for every change-feed event that changes or
+    /// deletes it, on every replica. The caches are keyed by revision too,
+    /// so this frees memory and stops a deleted registry's token from
+    /// lingering; it is not what keeps answers correct.
+    pub fn forget(&self, registry_id: &str) {
+        self.pool.remove(registry_id);
+        self.minter.forget(registry_id);
+    }
+
     /// ParseImageReference.
     pub fn parse(&self, reference: &str) -> Result<ImageReference> {
         ImageReference::parse(reference).map_err(|e| Error::invalid("reference", e.to_string()))

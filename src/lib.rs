@@ -29,6 +29,7 @@ pub mod config;
 pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod images;
 pub mod keys;
 pub mod metrics;

@@ -1,9 +1,12 @@
 //! The registry use cases: what each RegistryService RPC does, in domain
 //! terms. Handlers in `api/` convert protobuf to these calls and back.
 
+use std::sync::Arc;
+
 use crate::auth::{Caller, Principal, Role};
 use crate::domain::{self, Provider, RegistryInput, SecretChange, registry::check_project_key};
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::store::{AuditEntry, ListQuery, RegistryRecord, Store};
 
 /// Default and maximum page sizes of ListRegistries.
@@ -15,6 +18,7 @@ pub const MAX_PAGE_SIZE: u64 = 1000;
 #[derive(Clone)]
 pub struct Registries {
     store: Store,
+    feed: Arc<Feed>,
 }
 
 /// One page of ListRegistries.
@@ -27,9 +31,10 @@ pub struct Page {
 }
 
 impl Registries {
-    /// Wraps a store.
-    pub fn new(store: Store) -> Self {
-        Registries { store }
+    /// Wraps a store; writes nudge `feed` so this replica's watchers see
+    /// them at once.
+    pub fn new(store: Store, feed: Arc<Feed>) -> Self {
+        Registries { store, feed }
     }
 
     /// CreateRegistry.
@@ -55,6 +60,7 @@ impl Registries {
             .store
             .create(&spec, input.secret.as_ref(), make_default, &caller.actor())
             .await?;
+        self.feed.nudge();
         tracing::info!(id = %rec.id, provider = %spec.provider, address = %spec.address, is_default = rec.is_default, "registry created");
         Ok(rec)
     }
@@ -189,6 +195,7 @@ impl Registries {
             }
             other => other?,
         };
+        self.feed.nudge();
         tracing::info!(id = %rec.id, revision = rec.revision, "registry updated");
         Ok(rec)
     }
@@ -214,6 +221,7 @@ impl Registries {
         self.store
             .delete(&id, Some(current.revision), &caller.actor())
             .await?;
+        self.feed.nudge();
         tracing::info!(id, "registry deleted");
         Ok(())
     }
@@ -230,6 +238,7 @@ impl Registries {
                 .await);
         }
         let rec = self.store.set_default(&id, &caller.actor()).await?;
+        self.feed.nudge();
         tracing::info!(id = %rec.id, "default registry set");
         Ok(rec)
     }

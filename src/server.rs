@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::api::middleware::{Authn, Guard, GuardLayer};
 use crate::api::{AppState, Ready, audit::AuditApi, image::ImageApi, registry::RegistryApi};
 use crate::config::Config;
+use crate::feed::{Feed, FeedOptions};
 use crate::images::Images;
 use crate::pb::{
     audit_service_server::AuditServiceServer, image_service_server::ImageServiceServer,
@@ -95,7 +96,10 @@ async fn open_store_unchecked(config: &Config) -> anyhow::Result<Store> {
     let keys = Arc::new(crate::keys::load(config)?);
     let store = Store::connect(&config.database_url, keys)
         .await
-        .context("connecting to the database")?;
+        .context("connecting to the database")?
+        .with_feed_settings(crate::store::FeedSettings {
+            retention: config.feed_retention,
+        });
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -191,16 +195,44 @@ pub async fn run(
                     crate::metrics::watch_pool(store.clone());
                     let store_for_health = store.clone();
                     let minter = crate::credentials::Minter::new(config.ecr_endpoint.clone());
+                    let feed = match Feed::start(
+                        store.clone(),
+                        FeedOptions {
+                            poll_interval: Duration::from_millis(config.feed_poll_ms),
+                            progress_interval: Duration::from_millis(config.feed_progress_ms),
+                        },
+                        down_rx.clone(),
+                    )
+                    .await
+                    {
+                        Ok(feed) => feed,
+                        Err(e) => {
+                            let _ = fail_tx.send(anyhow::anyhow!("starting the change feed: {e}"));
+                            return;
+                        }
+                    };
+                    let images = Images::new(
+                        store.clone(),
+                        minter,
+                        crate::registry_client::ClientOptions::with_timeout_secs(
+                            config.registry_timeout,
+                        ),
+                    );
+                    {
+                        // Every replica drops what it cached for a registry
+                        // that changed, wherever the change was made.
+                        let images = images.clone();
+                        feed.on_event(move |event| {
+                            if event.kind != crate::store::EventKind::Created {
+                                images.forget(&event.registry.id);
+                            }
+                        });
+                    }
                     state.set_ready(Ready {
                         audit: crate::audit::Audit::new(store.clone()),
-                        registries: Registries::new(store.clone()),
-                        images: Images::new(
-                            store,
-                            minter,
-                            crate::registry_client::ClientOptions::with_timeout_secs(
-                                config.registry_timeout,
-                            ),
-                        ),
+                        registries: Registries::new(store, feed.clone()),
+                        images,
+                        feed,
                     });
                     for s in SERVICES.iter().chain([&""]) {
                         health.set_service_status(*s, ServingStatus::Serving).await;

@@ -22,6 +22,8 @@ pub struct Ready {
     pub registries: Registries,
     /// Images and credentials.
     pub images: Images,
+    /// The change feed.
+    pub feed: std::sync::Arc<crate::feed::Feed>,
 }
 
 /// What handlers share. The use cases are set once migrations have been
@@ -55,6 +57,11 @@ impl AppState {
     /// The audit log, or UNAVAILABLE while starting.
     pub fn audit(&self) -> Result<&crate::audit::Audit, Status> {
         Ok(&self.get()?.audit)
+    }
+
+    /// The change feed, or UNAVAILABLE while starting.
+    pub fn feed(&self) -> Result<&std::sync::Arc<crate::feed::Feed>, Status> {
+        Ok(&self.get()?.feed)
     }
 
     /// The image use cases, or UNAVAILABLE while starting.

@@ -1,12 +1,14 @@
 //! RegistryService handlers: convert, delegate to [`Registries`], convert
 //! back.
 
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::AppState;
-use super::convert::{provider, registry_input, registry_to_pb};
+use super::convert::{provider, registry_input, registry_to_pb, watch_item_to_pb};
 use super::middleware::caller;
 use crate::error::Error;
+use crate::feed::WatchRequest;
 use crate::pb::{self, registry_service_server::RegistryService};
 
 /// The RegistryService handler.
@@ -24,8 +26,38 @@ impl RegistryApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// The stream WatchRegistries answers with.
+pub type WatchStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<pb::WatchRegistriesResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
+    type WatchRegistriesStream = WatchStream;
+
+    async fn watch_registries(
+        &self,
+        req: Request<pb::WatchRegistriesRequest>,
+    ) -> Reply<Self::WatchRegistriesStream> {
+        let caller = caller(&req)?;
+        let feed = self.state.feed()?.clone();
+        let r = req.into_inner();
+        let items = crate::feed::watch(
+            feed,
+            &caller,
+            WatchRequest {
+                from_revision: r.from_revision,
+                initial_state: r.initial_state,
+                project: r.project,
+            },
+        )
+        .await?;
+        let span = tracing::Span::current();
+        Ok(Response::new(Box::pin(items.map(move |item| {
+            let _enter = span.enter();
+            item.map(watch_item_to_pb).map_err(Status::from)
+        }))))
+    }
+
     async fn create_registry(
         &self,
         req: Request<pb::CreateRegistryRequest>,

@@ -32,6 +32,11 @@ impl Minter {
         }
     }
 
+    /// Drops the tokens cached for registry `id` (every revision).
+    pub fn forget(&self, id: &str) {
+        self.cache.invalidate_prefix(&format!("{id}:"));
+    }
+
     /// The docker login for `record`.
     pub async fn mint(
         &self,

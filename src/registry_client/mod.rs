@@ -500,6 +500,13 @@ impl ClientPool {
         &self.options
     }
 
+    /// Drops the client of registry `id`.
+    pub fn remove(&self, id: &str) {
+        if let Ok(mut map) = self.clients.lock() {
+            map.remove(id);
+        }
+    }
+
     /// The client for registry `id` at `revision`.
     pub fn get(
         &self,

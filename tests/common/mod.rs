@@ -152,6 +152,9 @@ pub fn config(db_url: &str) -> Config {
         max_concurrent_rpcs: 512,
         rpc_timeout: 60,
         reload_interval_ms: 100,
+        feed_retention: 10_000,
+        feed_poll_ms: 100,
+        feed_progress_ms: 10_000,
     }
 }
 

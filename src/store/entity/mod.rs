@@ -3,4 +3,6 @@
 pub mod audit_event;
 pub mod default_registry;
 pub mod registry;
+pub mod registry_event;
 pub mod registry_project;
+pub mod registry_revision;

@@ -1,0 +1,369 @@
+//! The change feed: every committed registry change as a numbered event,
+//! written in the change's own transaction (so a change and its event land
+//! together or not at all), read back in revision order by WatchRegistries
+//! and by each replica's cache invalidation.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use super::entity::{registry_event, registry_revision};
+use super::rows::RegistryRecord;
+use crate::domain::{Provider, RegistryAddress, RegistrySpec, Scope, Tls};
+use crate::error::{Error, Result};
+
+/// What happened to a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A registry was created.
+    Created,
+    /// Fields other than the TLS settings changed.
+    Updated,
+    /// An update that changed the TLS settings (verification or CA), maybe
+    /// among other fields: runners must reconfigure their clients.
+    TlsChanged,
+    /// A registry was deleted; the event holds its last state.
+    Deleted,
+    /// Another registry became the default; the event holds the new one.
+    DefaultChanged,
+}
+
+impl EventKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Updated => "updated",
+            EventKind::TlsChanged => "tls_changed",
+            EventKind::Deleted => "deleted",
+            EventKind::DefaultChanged => "default_changed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EventKind> {
+        Some(match s {
+            "created" => EventKind::Created,
+            "updated" => EventKind::Updated,
+            "tls_changed" => EventKind::TlsChanged,
+            "deleted" => EventKind::Deleted,
+            "default_changed" => EventKind::DefaultChanged,
+            _ => return None,
+        })
+    }
+}
+
+/// One committed change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEvent {
+    /// Position in the feed; strictly increasing, without gaps.
+    pub revision: i64,
+    /// Commit time, µs since the epoch.
+    pub time_us: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it.
+    pub actor: String,
+    /// The fields an update changed (update-mask paths); empty otherwise.
+    pub changed: Vec<String>,
+    /// For DefaultChanged: the registry that was the default before.
+    pub previous_default: Option<String>,
+    /// For an update that changed the scope: the scope before, so a
+    /// watcher that could see the registry only before learns it left.
+    pub previous_scope: Option<Scope>,
+    /// The registry after the change (before it, for Deleted). Never holds
+    /// a secret: only `has_secret`.
+    pub registry: RegistryRecord,
+}
+
+/// Newest revision and how far the feed was pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedPosition {
+    /// The newest committed revision (0 before the first change).
+    pub revision: i64,
+    /// Events up to and including this revision were pruned; resuming
+    /// needs a revision at or above it.
+    pub compacted: i64,
+}
+
+/// Feed settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// How many events are kept for resuming watchers.
+    pub retention: i64,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings { retention: 10_000 }
+    }
+}
+
+/// A change to record: built by the write paths inside their transaction.
+pub(super) struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub actor: &'a str,
+    pub changed: Vec<String>,
+    pub previous_default: Option<String>,
+    pub previous_scope: Option<&'a Scope>,
+    pub registry: &'a RegistryRecord,
+}
+
+/// The JSON form of a registry in an event: every field but the secret.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    id: String,
+    provider: String,
+    address: String,
+    namespace: String,
+    region: String,
+    repository: String,
+    username: String,
+    all_projects: bool,
+    projects: Vec<String>,
+    tls_verify: bool,
+    ca_cert_pem: String,
+    has_secret: bool,
+    is_default: bool,
+    create_time_us: i64,
+    update_time_us: i64,
+    updated_by: String,
+    revision: i64,
+    /// The scope before a scope-changing update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_scope: Option<StoredScope>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredScope {
+    all_projects: bool,
+    projects: Vec<String>,
+}
+
+impl StoredScope {
+    fn of(scope: &Scope) -> StoredScope {
+        match scope {
+            Scope::AllProjects => StoredScope {
+                all_projects: true,
+                projects: Vec::new(),
+            },
+            Scope::Projects(keys) => StoredScope {
+                all_projects: false,
+                projects: keys.clone(),
+            },
+        }
+    }
+
+    fn into_scope(self) -> Scope {
+        if self.all_projects {
+            Scope::AllProjects
+        } else {
+            Scope::Projects(self.projects)
+        }
+    }
+}
+
+impl Snapshot {
+    fn of(r: &RegistryRecord, previous_scope: Option<&Scope>) -> Snapshot {
+        let StoredScope {
+            all_projects,
+            projects,
+        } = StoredScope::of(&r.spec.scope);
+        Snapshot {
+            previous_scope: previous_scope.map(StoredScope::of),
+            id: r.id.clone(),
+            provider: r.spec.provider.as_str().to_owned(),
+            address: r.spec.address.to_string(),
+            namespace: r.spec.namespace.clone(),
+            region: r.spec.region.clone(),
+            repository: r.spec.repository.clone(),
+            username: r.spec.username.clone(),
+            all_projects,
+            projects,
+            tls_verify: r.spec.tls.verify,
+            ca_cert_pem: r.spec.tls.ca_cert_pem.clone(),
+            has_secret: r.has_secret,
+            is_default: r.is_default,
+            create_time_us: r.create_time_us,
+            update_time_us: r.update_time_us,
+            updated_by: r.updated_by.clone(),
+            revision: r.revision,
+        }
+    }
+
+    fn into_record(self) -> Option<(RegistryRecord, Option<Scope>)> {
+        let previous = self.previous_scope.map(StoredScope::into_scope);
+        let record = RegistryRecord {
+            spec: RegistrySpec {
+                provider: Provider::from_name(&self.provider)?,
+                address: RegistryAddress::parse(&self.address).ok()?,
+                namespace: self.namespace,
+                region: self.region,
+                repository: self.repository,
+                username: self.username,
+                scope: if self.all_projects {
+                    Scope::AllProjects
+                } else {
+                    Scope::Projects(self.projects)
+                },
+                tls: Tls {
+                    verify: self.tls_verify,
+                    ca_cert_pem: self.ca_cert_pem,
+                },
+            },
+            id: self.id,
+            has_secret: self.has_secret,
+            is_default: self.is_default,
+            create_time_us: self.create_time_us,
+            update_time_us: self.update_time_us,
+            updated_by: self.updated_by,
+            revision: self.revision,
+        };
+        Some((record, previous))
+    }
+}
+
+/// Takes the next revision and writes `e` under it, on `c` (the change's
+/// transaction). The counter row stays locked until that transaction ends,
+/// which is what makes revisions commit in order (see the migration).
+/// Every `step` revisions, events older than `retention` are pruned.
+pub(super) async fn append<C: ConnectionTrait>(
+    c: &C,
+    e: NewEvent<'_>,
+    now_us: i64,
+    settings: FeedSettings,
+) -> Result<i64, DbErr> {
+    let backend = c.get_database_backend();
+    c.execute_raw(Statement::from_string(
+        backend,
+        "UPDATE registry_revision SET revision = revision + 1 WHERE id = 1",
+    ))
+    .await?;
+    let revision = registry_revision::Entity::find_by_id(1)
+        .one(c)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("registry_revision row 1".into()))?
+        .revision;
+    let snapshot = serde_json::to_string(&Snapshot::of(e.registry, e.previous_scope))
+        .map_err(|err| DbErr::Custom(format!("event snapshot: {err}")))?;
+    registry_event::Entity::insert(registry_event::ActiveModel {
+        revision: Set(revision),
+        time_us: Set(now_us),
+        kind: Set(e.kind.as_str().to_owned()),
+        registry_id: Set(e.registry.id.clone()),
+        actor: Set(clip(e.actor, 256)),
+        changed: Set(clip(&e.changed.join(","), 1024)),
+        previous_default: Set(e.previous_default),
+        snapshot: Set(snapshot),
+    })
+    .exec_without_returning(c)
+    .await?;
+    let retention = settings.retention.max(1);
+    let step = (retention / 10).clamp(1, 100);
+    if revision % step == 0 && revision > retention {
+        let horizon = revision - retention;
+        registry_event::Entity::delete_many()
+            .filter(registry_event::Column::Revision.lte(horizon))
+            .exec(c)
+            .await?;
+        c.execute_raw(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "UPDATE registry_revision SET compacted = $1 WHERE id = 1 AND compacted < $1"
+                }
+                _ => "UPDATE registry_revision SET compacted = ? WHERE id = 1 AND compacted < ?",
+            },
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => vec![horizon.into()],
+                _ => vec![horizon.into(), horizon.into()],
+            },
+        ))
+        .await?;
+    }
+    Ok(revision)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+fn to_event(m: registry_event::Model) -> Result<RegistryEvent> {
+    let corrupt = || Error::Internal(format!("change feed event {} is unreadable", m.revision));
+    let kind = EventKind::parse(&m.kind).ok_or_else(corrupt)?;
+    let (registry, previous_scope) = serde_json::from_str::<Snapshot>(&m.snapshot)
+        .ok()
+        .and_then(Snapshot::into_record)
+        .ok_or_else(corrupt)?;
+    Ok(RegistryEvent {
+        revision: m.revision,
+        time_us: m.time_us,
+        kind,
+        actor: m.actor,
+        changed: if m.changed.is_empty() {
+            Vec::new()
+        } else {
+            m.changed.split(',').map(str::to_owned).collect()
+        },
+        previous_default: m.previous_default,
+        previous_scope,
+        registry,
+    })
+}
+
+impl Store {
+    /// The feed's newest revision and pruning horizon.
+    pub async fn feed_position(&self) -> Result<FeedPosition> {
+        let row = registry_revision::Entity::find_by_id(1)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::Internal("the registry_revision row is missing".into()))?;
+        Ok(FeedPosition {
+            revision: row.revision,
+            compacted: row.compacted,
+        })
+    }
+
+    /// Up to `limit` events after `after`, oldest first.
+    pub async fn events_after(&self, after: i64, limit: u64) -> Result<Vec<RegistryEvent>> {
+        registry_event::Entity::find()
+            .filter(registry_event::Column::Revision.gt(after))
+            .order_by_asc(registry_event::Column::Revision)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_event)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [
+            EventKind::Created,
+            EventKind::Updated,
+            EventKind::TlsChanged,
+            EventKind::Deleted,
+            EventKind::DefaultChanged,
+        ] {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::parse("renamed"), None);
+    }
+
+    #[test]
+    fn clip_counts_characters() {
+        assert_eq!(clip("åäö", 2), "åä");
+        assert_eq!(clip("ab", 5), "ab");
+    }
+}
