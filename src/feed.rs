@@ -185,7 +185,7 @@ pub enum WatchItem {
         /// Snapshot revision.
         revision: i64,
         /// The registry.
-        registry: RegistryRecord,
+        registry: Box<RegistryRecord>,
     },
     /// A change; `left_scope` when an update moved the registry out of
     /// this watch's view.
@@ -380,7 +380,7 @@ impl Watcher {
                 for registry in page {
                     self.send(WatchItem::Existing {
                         revision: self.sent,
-                        registry,
+                        registry: Box::new(registry),
                     })
                     .await?;
                 }

@@ -168,6 +168,51 @@ impl fmt::Debug for pb::Registry {
     }
 }
 
+/// One watch message as protobuf.
+pub fn watch_item_to_pb(item: WatchItem) -> pb::WatchRegistriesResponse {
+    use pb::RegistryEventKind as K;
+    match item {
+        WatchItem::Existing { revision, registry } => pb::WatchRegistriesResponse {
+            revision,
+            kind: K::Existing as i32,
+            registry: Some(registry_to_pb(*registry)),
+            ..Default::default()
+        },
+        WatchItem::Synced(revision) => pb::WatchRegistriesResponse {
+            revision,
+            kind: K::Synced as i32,
+            ..Default::default()
+        },
+        WatchItem::Progress(revision) => pb::WatchRegistriesResponse {
+            revision,
+            kind: K::Progress as i32,
+            ..Default::default()
+        },
+        WatchItem::Change { event, left_scope } => {
+            let kind = if left_scope {
+                K::LeftScope
+            } else {
+                match event.kind {
+                    EventKind::Created => K::Created,
+                    EventKind::Updated => K::Updated,
+                    EventKind::TlsChanged => K::TlsChanged,
+                    EventKind::Deleted => K::Deleted,
+                    EventKind::DefaultChanged => K::DefaultChanged,
+                }
+            };
+            pb::WatchRegistriesResponse {
+                revision: event.revision,
+                kind: kind as i32,
+                registry: Some(registry_to_pb(event.registry.clone())),
+                changed_fields: event.changed.clone(),
+                previous_default_id: event.previous_default.clone().unwrap_or_default(),
+                time: Some(timestamp(event.time_us)),
+                actor: event.actor.clone(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,50 +254,5 @@ mod tests {
                 nanos: 500_000_000
             }
         );
-    }
-}
-
-/// One watch message as protobuf.
-pub fn watch_item_to_pb(item: WatchItem) -> pb::WatchRegistriesResponse {
-    use pb::RegistryEventKind as K;
-    match item {
-        WatchItem::Existing { revision, registry } => pb::WatchRegistriesResponse {
-            revision,
-            kind: K::Existing as i32,
-            registry: Some(registry_to_pb(registry)),
-            ..Default::default()
-        },
-        WatchItem::Synced(revision) => pb::WatchRegistriesResponse {
-            revision,
-            kind: K::Synced as i32,
-            ..Default::default()
-        },
-        WatchItem::Progress(revision) => pb::WatchRegistriesResponse {
-            revision,
-            kind: K::Progress as i32,
-            ..Default::default()
-        },
-        WatchItem::Change { event, left_scope } => {
-            let kind = if left_scope {
-                K::LeftScope
-            } else {
-                match event.kind {
-                    EventKind::Created => K::Created,
-                    EventKind::Updated => K::Updated,
-                    EventKind::TlsChanged => K::TlsChanged,
-                    EventKind::Deleted => K::Deleted,
-                    EventKind::DefaultChanged => K::DefaultChanged,
-                }
-            };
-            pb::WatchRegistriesResponse {
-                revision: event.revision,
-                kind: kind as i32,
-                registry: Some(registry_to_pb(event.registry.clone())),
-                changed_fields: event.changed.clone(),
-                previous_default_id: event.previous_default.clone().unwrap_or_default(),
-                time: Some(timestamp(event.time_us)),
-                actor: event.actor.clone(),
-            }
-        }
     }
 }
