@@ -225,6 +225,20 @@ impl Snapshot {
     }
 }
 
+/// Takes the feed's lock (the counter row) without taking a revision.
+/// Writes that read or change the default (create, delete, set-default)
+/// take it first thing, so the previous default they read stays true until
+/// they commit, and DefaultChanged events chain without a gap. Updates,
+/// which never touch the default, take it only when they append.
+pub(super) async fn lock<C: ConnectionTrait>(c: &C) -> Result<(), DbErr> {
+    c.execute_raw(Statement::from_string(
+        c.get_database_backend(),
+        "UPDATE registry_revision SET revision = revision WHERE id = 1",
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Takes the next revision and writes `e` under it, on `c` (the change's
 /// transaction). The counter row stays locked until that transaction ends,
 /// which is what makes revisions commit in order (see the migration).

@@ -246,6 +246,7 @@ impl Store {
         let row = rows::to_active(&id, spec, sealed.as_ref(), now, now, actor, 1);
         retry(|| async {
             let txn = self.db.begin().await?;
+            events::lock(&txn).await?;
             registry::Entity::insert(row.clone())
                 .exec_without_returning(&txn)
                 .await
@@ -479,6 +480,7 @@ impl Store {
         let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
             let txn = self.db.begin().await?;
+            events::lock(&txn).await?;
             // The last state, for the deletion's event.
             let Some(last) = self.find(&txn, id).await? else {
                 txn.rollback().await?;
@@ -533,6 +535,7 @@ impl Store {
         let audit = actor.entry("registry.set_default", id, String::new());
         retry(|| async {
             let txn = self.db.begin().await?;
+            events::lock(&txn).await?;
             if registry::Entity::find_by_id(id.to_owned())
                 .one(&txn)
                 .await?

@@ -112,21 +112,16 @@ impl MigrationTrait for Migration {
         // The one counter row. PostgreSQL and MySQL migrate under a lock
         // (see Store::migrate); SQLite processes may race here, so the
         // insert is idempotent and the migration one transaction.
-        let insert = Query::insert()
-            .into_table(RegistryRevision::Table)
-            .columns([
-                RegistryRevision::Id,
-                RegistryRevision::Revision,
-                RegistryRevision::Compacted,
-            ])
-            .values_panic([1.into(), 0i64.into(), 0i64.into()])
-            .on_conflict(
-                OnConflict::column(RegistryRevision::Id)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .to_owned();
-        m.exec_stmt(insert).await?;
+        let sql = match m.get_database_backend() {
+            sea_orm::DatabaseBackend::MySql => {
+                "INSERT IGNORE INTO registry_revision (id, revision, compacted) VALUES (1, 0, 0)"
+            }
+            _ => {
+                "INSERT INTO registry_revision (id, revision, compacted) VALUES (1, 0, 0) \
+                 ON CONFLICT (id) DO NOTHING"
+            }
+        };
+        m.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
 
