@@ -343,7 +343,8 @@ async fn grpcurl_reflection_and_readme_examples() {
                 "kubernetes.io/dockerconfigjson",
             ],
             "go-examples" => &["image: harbor.example.com/platform/api:42-feature-login"],
-            _ => &["berth.v1.RegistryService"],
+            // The feed replayed the block's changes, the deletion last.
+            _ => &["berth.v1.RegistryService", "REGISTRY_EVENT_KIND_DELETED"],
         };
         for e in expect {
             assert!(stdout.contains(e), "README {marker}: no {e} in:\n{stdout}");
