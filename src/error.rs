@@ -29,7 +29,7 @@ impl FieldViolation {
 }
 
 /// Everything that can go wrong below the gRPC layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; each violation names its field.
     #[error("invalid argument: {}", describe(.0))]

@@ -119,6 +119,19 @@ impl Feed {
             let after = *self.position.borrow();
             let batch = self.store.events_after(after, BATCH).await?;
             let full = batch.len() as u64 == BATCH;
+            if let Some(first) = batch.first()
+                && first.revision > after + 1
+            {
+                // Changes were pruned before this replica read them (it
+                // could not reach the database for long): what it cached
+                // may be stale in ways it cannot tell.
+                tracing::warn!(
+                    after,
+                    next = first.revision,
+                    "change feed: missed pruned changes; dropping caches"
+                );
+                self.store.clear_cache();
+            }
             for event in batch {
                 let revision = event.revision;
                 if let Ok(listeners) = self.listeners.lock() {

@@ -222,8 +222,15 @@ pub async fn run(
                         // Every replica drops what it cached for a registry
                         // that changed, wherever the change was made.
                         let images = images.clone();
+                        let store = store.clone();
                         feed.on_event(move |event| {
-                            if event.kind != crate::store::EventKind::Created {
+                            use crate::store::EventKind;
+                            let default_moved = matches!(
+                                event.kind,
+                                EventKind::DefaultChanged | EventKind::Deleted
+                            ) || event.registry.is_default;
+                            store.invalidate_cached(&event.registry.id, default_moved);
+                            if event.kind != EventKind::Created {
                                 images.forget(&event.registry.id);
                             }
                         });

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use berth::pb::{
     self, Provider, Registry, RegistryEventKind as Kind, Scope, WatchRegistriesRequest,
-    WatchRegistriesResponse, registry_service_client::RegistryServiceClient,
+    WatchRegistriesResponse, image_service_client::ImageServiceClient,
+    registry_service_client::RegistryServiceClient,
 };
 use common::{Backend, TestDb};
 use tonic::transport::Channel;
@@ -23,16 +24,22 @@ use tonic::{Code, Streaming};
 struct Replica {
     child: Child,
     addr: String,
+    metrics: String,
     log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 impl Replica {
     fn spawn(db_url: &str, dir: &Path, name: &str) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        let metrics = format!("127.0.0.1:{}", free_port());
         let log = dir.join(format!("berth-{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .env_clear()
@@ -40,12 +47,32 @@ impl Replica {
             .env("BERTH_LISTEN", &addr)
             .env("BERTH_DATABASE_URL", db_url)
             .env("BERTH_SECRET_KEY", common::TEST_KEY)
+            .env("BERTH_METRICS_LISTEN", &metrics)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn berth");
-        Replica { child, addr, log }
+        Replica {
+            child,
+            addr,
+            metrics,
+            log,
+        }
+    }
+
+    /// A counter's value from `/metrics` (0 when absent).
+    async fn counter(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     fn logs(&self) -> String {
@@ -81,17 +108,23 @@ impl Replica {
         }
     }
 
-    /// A client through the leak guard.
-    async fn client(&self) -> RegistryServiceClient<Channel> {
+    /// A channel through the leak guard.
+    async fn channel(&self) -> Channel {
         let upstream = self.addr.parse().expect("addr");
         let guarded = common::leak::proxy(upstream).await;
-        RegistryServiceClient::new(
-            Channel::from_shared(format!("http://{guarded}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        )
+        Channel::from_shared(format!("http://{guarded}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    async fn client(&self) -> RegistryServiceClient<Channel> {
+        RegistryServiceClient::new(self.channel().await)
+    }
+
+    async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await)
     }
 }
 
@@ -179,6 +212,170 @@ async fn two_replicas_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_mariadb() {
     two_replicas(Backend::Mariadb).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_follow_other_replicas_on_postgres() {
+    caches_follow_other_replicas(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_follow_other_replicas_on_mariadb() {
+    caches_follow_other_replicas(Backend::Mariadb).await
+}
+
+/// Polls `f` until it returns `Some`, for at most one second (the feed's
+/// promise; its poll interval is 250 ms).
+async fn within_a_second<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The hot paths (GetCredentials, GetDefaultRegistry) are served from each
+/// replica's cache; a change through the other replica still shows within
+/// a second, and at once on the replica that made it.
+async fn caches_follow_other_replicas(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Replica::spawn(&db.url, dir.path(), "a");
+    let mut b = Replica::spawn(&db.url, dir.path(), "b");
+    a.wait_serving().await;
+    b.wait_serving().await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let (mut ia, mut ib) = (a.images().await, b.images().await);
+
+    let x = ca
+        .create_registry(pb::CreateRegistryRequest {
+            registry: Some(registry("x.example.com")),
+        })
+        .await
+        .expect("create x")
+        .into_inner();
+    let y = ca
+        .create_registry(pb::CreateRegistryRequest {
+            registry: Some(registry("y.example.com")),
+        })
+        .await
+        .expect("create y")
+        .into_inner();
+    let creds = |id: &str| pb::GetCredentialsRequest {
+        registry_id: id.into(),
+        project: "web".into(),
+        ..Default::default()
+    };
+    // Warm both replicas' caches, many times over.
+    for _ in 0..20 {
+        for c in [&mut ia, &mut ib] {
+            let got = c.get_credentials(creds(&x.id)).await.expect("creds");
+            assert_eq!(got.into_inner().password, "replica-secret-never-shown");
+        }
+        for c in [&mut ca, &mut cb] {
+            let d = c
+                .get_default_registry(pb::GetDefaultRegistryRequest {
+                    project: "web".into(),
+                })
+                .await
+                .expect("default")
+                .into_inner();
+            assert_eq!(d.id, x.id);
+        }
+    }
+
+    // Served from the cache, not the database: one miss per registry.
+    const HIT: &str = "berth_registry_cache_total{result=\"hit\"}";
+    const MISS: &str = "berth_registry_cache_total{result=\"miss\"}";
+    for r in [&a, &b] {
+        let (hits, misses) = (r.counter(HIT).await, r.counter(MISS).await);
+        assert!(
+            hits >= 38.0 && misses <= 2.0,
+            "hits {hits}, misses {misses}"
+        );
+    }
+
+    // A new password through A: A answers with it at once, B within a
+    // second.
+    let mut rotated = x.clone();
+    rotated.etag.clear();
+    rotated.secret = "rotated-secret-never-shown".into();
+    ca.update_registry(pb::UpdateRegistryRequest {
+        registry: Some(rotated),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["secret".into()],
+        }),
+    })
+    .await
+    .expect("rotate");
+    let got = ia.get_credentials(creds(&x.id)).await.expect("creds");
+    assert_eq!(got.into_inner().password, "rotated-secret-never-shown");
+    within_a_second("B serves the new password", || {
+        let mut ib = ib.clone();
+        let req = creds(&x.id);
+        async move {
+            let p = ib.get_credentials(req).await.ok()?.into_inner().password;
+            (p == "rotated-secret-never-shown").then_some(())
+        }
+    })
+    .await;
+
+    // The default moves through B.
+    cb.set_default_registry(pb::SetDefaultRegistryRequest { id: y.id.clone() })
+        .await
+        .expect("set default");
+    let d = cb
+        .get_default_registry(pb::GetDefaultRegistryRequest {
+            project: "web".into(),
+        })
+        .await
+        .expect("default")
+        .into_inner();
+    assert_eq!(d.id, y.id);
+    within_a_second("A serves the new default", || {
+        let mut ca = ca.clone();
+        let want = y.id.clone();
+        async move {
+            let d = ca
+                .get_default_registry(pb::GetDefaultRegistryRequest {
+                    project: "web".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (d.id == want).then_some(())
+        }
+    })
+    .await;
+
+    // Deleted through A: B stops issuing its credentials.
+    ca.delete_registry(pb::DeleteRegistryRequest {
+        id: x.id.clone(),
+        etag: String::new(),
+    })
+    .await
+    .expect("delete");
+    let gone = ia.get_credentials(creds(&x.id)).await.expect_err("deleted");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    within_a_second("B stops issuing for a deleted registry", || {
+        let mut ib = ib.clone();
+        let req = creds(&x.id);
+        async move { ib.get_credentials(req).await.err() }
+    })
+    .await;
+
+    drop((ca, cb, ia, ib));
+    drop((a, b));
+    db.drop_db().await;
+    let leaks = common::leak::take_leaks();
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
 }
 
 async fn two_replicas(backend: Backend) {

@@ -663,7 +663,95 @@ async fn audit_log_follows_changes(backend: Backend) {
     server.finish().await;
 }
 
-on_every_backend!(authorization_rules, audit_log_follows_changes);
+on_every_backend!(
+    authorization_rules,
+    audit_log_follows_changes,
+    every_concurrent_issuance_is_audited
+);
+
+/// Issuances are audited through a group-commit writer: many concurrent
+/// calls share an INSERT, and still every one of them, granted or denied,
+/// has its own event before its answer leaves.
+async fn every_concurrent_issuance_is_audited(backend: Backend) {
+    let people = People::new();
+    let server = start(backend, &people).await;
+    let mut regs = RegistryServiceClient::new(server.channel().await);
+    let reg = regs
+        .create_registry(as_(
+            "root",
+            pb::CreateRegistryRequest {
+                registry: Some(registry("busy.example.com", &["a"])),
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let images = ImageServiceClient::new(server.channel().await);
+    let mut calls = Vec::new();
+    for i in 0..80 {
+        let mut images = images.clone();
+        let who = if i % 5 == 4 { "reader-b" } else { "runner" };
+        let mut req = as_(
+            who,
+            pb::GetCredentialsRequest {
+                registry_id: reg.id.clone(),
+                project: "a".into(),
+                ..Default::default()
+            },
+        );
+        req.metadata_mut()
+            .insert("x-request-id", format!("burst-{i}").parse().expect("ascii"));
+        calls.push(tokio::spawn(async move {
+            images
+                .get_credentials(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }));
+    }
+    let mut granted = 0;
+    for c in calls {
+        match c.await.expect("call") {
+            Ok(()) => granted += 1,
+            Err(code) => assert_eq!(code, Code::PermissionDenied),
+        }
+    }
+    assert_eq!(granted, 64);
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let mut seen = std::collections::HashMap::new();
+    let mut token = String::new();
+    loop {
+        let page = audit
+            .list_audit_events(as_(
+                "root",
+                pb::ListAuditEventsRequest {
+                    action: "credentials.issue".into(),
+                    page_size: 50,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("audit")
+            .into_inner();
+        for e in page.events {
+            assert!(
+                seen.insert(e.request_id.clone(), e.outcome.clone())
+                    .is_none()
+            );
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 80, "one event per call");
+    for i in 0..80 {
+        let want = if i % 5 == 4 { "denied" } else { "granted" };
+        assert_eq!(seen[&format!("burst-{i}")], want, "call {i}");
+    }
+    server.finish().await;
+}
 
 async fn wait_until<F, Fut>(what: &str, mut f: F)
 where

@@ -6,6 +6,9 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+
 use super::Store;
 use super::entity::audit_event;
 use crate::error::Result;
@@ -115,7 +118,14 @@ pub(super) async fn insert<C: ConnectionTrait>(
     e: &AuditEntry,
     now_us: i64,
 ) -> Result<(), DbErr> {
-    let row = audit_event::ActiveModel {
+    audit_event::Entity::insert(row(e, now_us))
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+fn row(e: &AuditEntry, now_us: i64) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: NotSet,
         time_us: Set(now_us),
         actor: Set(clip(&e.actor, 256)),
@@ -125,19 +135,59 @@ pub(super) async fn insert<C: ConnectionTrait>(
         outcome: Set(e.outcome.to_owned()),
         request_id: Set(clip(&e.request_id, 128)),
         detail: Set(clip(&e.detail, 1024)),
-    };
-    audit_event::Entity::insert(row)
-        .exec_without_returning(c)
-        .await?;
-    Ok(())
+    }
+}
+
+/// An entry waiting for the writer, and who waits for it.
+pub(super) struct Pending {
+    entry: AuditEntry,
+    time_us: i64,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Most entries per INSERT (8 columns each: far below every backend's
+/// limit on bound parameters).
+const BATCH: usize = 256;
+
+/// Starts the writer of standalone entries (credential issuances, refused
+/// changes): group commit. Callers queue their entry and wait until it is
+/// stored, so no credentials leave without their record; entries that
+/// arrive while a batch is being written go together in the next one, so
+/// under load one INSERT serves many calls instead of one each.
+pub(super) fn start_writer(db: DatabaseConnection) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(4 * BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let rows = batch.iter().map(|p| row(&p.entry, p.time_us));
+            let result = audit_event::Entity::insert_many(rows)
+                .exec_without_returning(&db)
+                .await
+                .map(|_| ())
+                .map_err(crate::error::Error::from);
+            metrics::histogram!("berth_audit_batch_size").record(batch.len() as f64);
+            for p in batch.drain(..) {
+                let _ = p.done.send(result.clone());
+            }
+        }
+    });
+    tx
 }
 
 impl Store {
     /// Records an event that is not part of a change (a credential
     /// issuance, a refused change).
+    /// Returns once the entry is stored (see [`start_writer`]).
     pub async fn record(&self, e: &AuditEntry) -> Result<()> {
-        insert(&self.db, e, super::now_us()).await?;
-        Ok(())
+        let (done, stored) = oneshot::channel();
+        let pending = Pending {
+            entry: e.clone(),
+            time_us: super::now_us(),
+            done,
+        };
+        let gone = || crate::error::Error::Unavailable("the audit writer stopped".into());
+        self.audit.send(pending).await.map_err(|_| gone())?;
+        stored.await.map_err(|_| gone())?
     }
 
     /// Lists events, newest first.

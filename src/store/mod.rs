@@ -7,6 +7,7 @@
 //! victim under concurrent upserts), so callers never see those.
 
 pub mod audit;
+pub mod cache;
 pub mod entity;
 pub mod events;
 pub mod migration;
@@ -56,6 +57,8 @@ pub struct Store {
     /// Seals with the active key, opens with the key a row names.
     cipher: Arc<Keyring>,
     feed: FeedSettings,
+    cache: Arc<cache::RegistryCache>,
+    audit: tokio::sync::mpsc::Sender<audit::Pending>,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
@@ -118,9 +121,11 @@ impl Store {
             sqlite_wal(&db).await?;
         }
         Ok(Store {
-            db,
             cipher,
             feed: FeedSettings::default(),
+            cache: Arc::new(cache::RegistryCache::default()),
+            audit: audit::start_writer(db.clone()),
+            db,
         })
     }
 
@@ -283,11 +288,36 @@ impl Store {
             Ok(rec)
         })
         .await
+        .inspect(|rec| self.cache.invalidate(&rec.id, rec.is_default))
     }
 
     /// Reads one registry with its secret, decrypted. Only the credential
-    /// paths call this.
+    /// and image paths call this; it is served from the cache (see
+    /// `cache.rs`) when it can be.
     pub async fn get_with_secret(&self, id: &str) -> Result<(RegistryRecord, Option<Secret>)> {
+        if let Some(hit) = self.cache.get(id) {
+            metrics::counter!("berth_registry_cache_total", "result" => "hit").increment(1);
+            return Ok(hit);
+        }
+        metrics::counter!("berth_registry_cache_total", "result" => "miss").increment(1);
+        let generation = self.cache.generation();
+        let (record, secret) = self.load_with_secret(id).await?;
+        self.cache.put(generation, &record, secret.as_ref());
+        Ok((record, secret))
+    }
+
+    /// A registry changed (reported by the change feed): drop what the
+    /// cache holds of it, and of the default when that may have moved.
+    pub fn invalidate_cached(&self, id: &str, default_moved: bool) {
+        self.cache.invalidate(id, default_moved);
+    }
+
+    /// Drops the whole cache.
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    async fn load_with_secret(&self, id: &str) -> Result<(RegistryRecord, Option<Secret>)> {
         let row = registry::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await?
@@ -459,6 +489,7 @@ impl Store {
             })
             .await?;
             if let Some(rec) = done {
+                self.cache.invalidate(id, false);
                 return Ok(rec);
             }
             if expected_revision.is_some() {
@@ -521,6 +552,7 @@ impl Store {
         })
         .await?;
         if deleted {
+            self.cache.invalidate(id, true);
             return Ok(());
         }
         match self.find(&self.db, id).await? {
@@ -572,17 +604,30 @@ impl Store {
             Ok(rec)
         })
         .await
+        .inspect(|_| self.cache.invalidate(id, true))
     }
 
     /// The default registry, if any.
+    /// Served from the cache when it can be.
     pub async fn get_default(&self) -> Result<Option<RegistryRecord>> {
-        let Some(d) = default_registry::Entity::find_by_id(1)
-            .one(&self.db)
-            .await?
-        else {
+        let id = match self.cache.default_id() {
+            Some(id) => id,
+            None => {
+                let generation = self.cache.generation();
+                let id = default_id(&self.db).await?;
+                self.cache.put_default(generation, id.clone());
+                id
+            }
+        };
+        let Some(id) = id else {
             return Ok(None);
         };
-        self.find(&self.db, &d.registry_id).await
+        match self.get_with_secret(&id).await {
+            Ok((record, _)) => Ok(Some(record)),
+            // Deleted since the default was read.
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Turns rows into records: loads scope rows and the default mark for
