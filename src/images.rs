@@ -342,11 +342,7 @@ impl Images {
         let creds = self.mint(&target).await?;
         let spec = &target.record.spec;
         let host = spec.address.host_port();
-        let mut keys = vec![host.clone()];
-        if spec.provider == Provider::DockerHub || host == "docker.io" {
-            // docker and skopeo look Docker Hub up under its legacy key.
-            keys.push("https://index.docker.io/v1/".into());
-        }
+        let keys = credentials::docker_config::server_keys(spec.provider, &host);
         let entries: Vec<(&str, &str, &str)> = if creds.username.is_empty() {
             Vec::new()
         } else {

@@ -33,6 +33,28 @@ pub fn docker_config_json(auths: &[(&str, &str, &str)]) -> String {
     format!("{config:#}")
 }
 
+/// The `auths` keys one login is written under, so every client finds it.
+/// A registry is looked up by its `host[:port]`. Docker Hub has several
+/// names and each tool asks for a different one: the docker CLI and crane
+/// (go-containerregistry) `https://index.docker.io/v1/`, skopeo, podman and
+/// buildah (containers/image) `docker.io` then the legacy key, older tools
+/// `index.docker.io`, and containerd's CRI plugin the API host
+/// `registry-1.docker.io`. Writing all of them costs a few bytes and saves
+/// "pull access denied" in whichever tool a job uses.
+pub fn server_keys(provider: crate::domain::Provider, host: &str) -> Vec<String> {
+    if provider == crate::domain::Provider::DockerHub || host == "docker.io" {
+        return [
+            "docker.io",
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "registry-1.docker.io",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+    }
+    vec![host.to_owned()]
+}
+
 /// A `v1` Kubernetes `Secret` of type `kubernetes.io/dockerconfigjson`
 /// carrying `docker_config_json`, labelled as managed by berth, as YAML.
 ///
@@ -263,5 +285,33 @@ mod tests {
         assert_eq!(secret_name("reg-1", &long).len(), 63);
         assert_ne!(secret_name("reg-1", "h"), secret_name("reg-2", "h"));
         assert_eq!(secret_name("reg-1", "h"), secret_name("reg-1", "h"));
+    }
+
+    #[test]
+    fn docker_hub_is_written_under_every_name_tools_look_up() {
+        use crate::domain::Provider;
+        let keys = server_keys(Provider::DockerHub, "docker.io");
+        for k in [
+            "docker.io",
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "registry-1.docker.io",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        // An OTHER registry that is Docker Hub gets the same.
+        assert_eq!(server_keys(Provider::Other, "docker.io"), keys);
+        assert_eq!(
+            server_keys(Provider::Harbor, "harbor.example.com:8443"),
+            ["harbor.example.com:8443"]
+        );
+        let json = docker_config_json(
+            &keys
+                .iter()
+                .map(|k| (k.as_str(), "u", "p"))
+                .collect::<Vec<_>>(),
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(parsed["auths"].as_object().map(|o| o.len()), Some(4));
     }
 }
