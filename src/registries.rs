@@ -2,11 +2,13 @@
 //! terms. Handlers in `api/` convert protobuf to these calls and back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{Caller, Principal, Role};
 use crate::domain::{self, Provider, RegistryInput, SecretChange, registry::check_project_key};
 use crate::error::{Error, Result};
 use crate::feed::Feed;
+use crate::store::usage::UsageRecord;
 use crate::store::{AuditEntry, ListQuery, RegistryRecord, Store};
 
 /// Default and maximum page sizes of ListRegistries.
@@ -201,7 +203,7 @@ impl Registries {
     }
 
     /// DeleteRegistry.
-    pub async fn delete(&self, id: &str, etag: &str, caller: &Caller) -> Result<()> {
+    pub async fn delete(&self, id: &str, etag: &str, force: bool, caller: &Caller) -> Result<()> {
         let id = check_id(id, "id")?;
         let expected = parse_etag(etag, "etag")?;
         let who = &caller.principal;
@@ -219,7 +221,7 @@ impl Registries {
             )));
         }
         self.store
-            .delete(&id, Some(current.revision), &caller.actor())
+            .delete(&id, Some(current.revision), force, &caller.actor())
             .await?;
         self.feed.nudge();
         tracing::info!(id, "registry deleted");
@@ -261,6 +263,93 @@ impl Registries {
             )));
         }
         Ok(rec)
+    }
+}
+
+/// How long a recorded use lasts when the caller does not say.
+pub const DEFAULT_USAGE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest a use may be recorded for.
+pub const MAX_USAGE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Registries {
+    /// RecordRegistryUsage. A caller who cannot list every registry learns
+    /// nothing from the answer: a missing registry and one outside the
+    /// project's scope give the same PERMISSION_DENIED.
+    pub async fn record_usage(
+        &self,
+        registry_id: &str,
+        project: &str,
+        user: &str,
+        ttl: Option<Duration>,
+        caller: &Caller,
+    ) -> Result<UsageRecord> {
+        let id = check_id(registry_id, "registry_id")?;
+        let project = project.trim();
+        if project.is_empty() {
+            return Err(Error::invalid("project", "is required"));
+        }
+        check_project_key(project).map_err(|why| Error::invalid("project", why))?;
+        let user = user.trim();
+        match user.chars().count() {
+            0 => return Err(Error::invalid("user", "is required")),
+            n if n > 255 => return Err(Error::invalid("user", "is longer than 255 characters")),
+            _ if user.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    "user",
+                    "must not contain control characters",
+                ));
+            }
+            _ => {}
+        }
+        let ttl = match ttl {
+            None => DEFAULT_USAGE_TTL,
+            Some(t) if t < Duration::from_secs(1) => {
+                return Err(Error::invalid("ttl", "must be at least 1 second"));
+            }
+            Some(t) if t > MAX_USAGE_TTL => {
+                return Err(Error::invalid("ttl", "must be at most 30 days"));
+            }
+            Some(t) => t,
+        };
+        let who = &caller.principal;
+        who.require(Role::Reader, project)?;
+        let hidden = || {
+            Error::PermissionDenied(format!(
+                "registry {id} is not available to project `{project}`"
+            ))
+        };
+        let rec = match self.store.get(&id).await {
+            Err(Error::NotFound(_)) if !who.sees_everything() => return Err(hidden()),
+            other => other?,
+        };
+        if !rec.spec.scope.includes(project) {
+            return Err(hidden());
+        }
+        let used = self
+            .store
+            .record_usage(&id, project, user, &who.name, ttl.as_micros() as i64)
+            .await?;
+        tracing::info!(
+            id,
+            project,
+            user,
+            ttl_s = ttl.as_secs(),
+            "registry use recorded"
+        );
+        Ok(used)
+    }
+
+    /// ListRegistryUsage: the current uses of a registry the caller may
+    /// see, limited to the projects the caller may read.
+    pub async fn list_usage(&self, registry_id: &str, caller: &Caller) -> Result<Vec<UsageRecord>> {
+        let id = check_id(registry_id, "registry_id")?;
+        self.get(&id, caller).await?;
+        let visible = caller.principal.visible_projects();
+        let mut uses = self.store.list_usage(&id).await?;
+        if let Some(projects) = visible {
+            uses.retain(|u| projects.contains(&u.project));
+        }
+        Ok(uses)
     }
 }
 

@@ -539,6 +539,7 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
         c.delete(pb::DeleteRegistryRequest {
             id: format!("\0{id}"),
             etag: String::new(),
+            force: false,
         }),
     );
     add(
@@ -796,6 +797,7 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
         c.delete(pb::DeleteRegistryRequest {
             id: id.into(),
             etag: "W/\"1\"".into(),
+            force: false,
         }),
     );
     add(
@@ -804,6 +806,7 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
         c.delete(pb::DeleteRegistryRequest {
             id: id.into(),
             etag: "r999".into(),
+            force: false,
         }),
     );
 
@@ -838,6 +841,7 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
         c.delete(pb::DeleteRegistryRequest {
             id: unknown.into(),
             etag: String::new(),
+            force: false,
         }),
     );
     add(
@@ -901,6 +905,7 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
             pb::DeleteRegistryRequest {
                 id: unknown.into(),
                 etag: String::new(),
+                force: false,
             },
             cafe,
         )),

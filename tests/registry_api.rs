@@ -262,6 +262,7 @@ async fn default_rules(backend: Backend) {
     c.delete_registry(pb::DeleteRegistryRequest {
         id: second.id.clone(),
         etag: String::new(),
+        force: false,
     })
     .await
     .expect("delete");
@@ -421,6 +422,7 @@ async fn etag_and_update_mask(backend: Backend) {
         .delete_registry(pb::DeleteRegistryRequest {
             id: created.id.clone(),
             etag: created.etag.clone(),
+            force: false,
         })
         .await
         .expect_err("stale delete");
@@ -496,6 +498,7 @@ async fn etag_and_update_mask(backend: Backend) {
     c.delete_registry(pb::DeleteRegistryRequest {
         id: created.id.clone(),
         etag: current.etag,
+        force: false,
     })
     .await
     .expect("delete with etag");
@@ -723,6 +726,7 @@ async fn duplicates_and_not_found(backend: Backend) {
         .delete_registry(pb::DeleteRegistryRequest {
             id: missing,
             etag: String::new(),
+            force: false,
         })
         .await
         .expect_err("missing delete");

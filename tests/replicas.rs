@@ -359,6 +359,7 @@ async fn caches_follow_other_replicas(backend: Backend) {
     ca.delete_registry(pb::DeleteRegistryRequest {
         id: x.id.clone(),
         etag: String::new(),
+        force: false,
     })
     .await
     .expect("delete");

@@ -234,6 +234,7 @@ async fn authorization_rules(backend: Backend) {
                 pb::DeleteRegistryRequest {
                     id: team.id.clone(),
                     etag: String::new(),
+                    force: false,
                 }
             ))
             .await
@@ -516,6 +517,7 @@ async fn audit_log_follows_changes(backend: Backend) {
         pb::DeleteRegistryRequest {
             id: r1.id.clone(),
             etag: String::new(),
+            force: false,
         },
     ))
     .await

@@ -209,6 +209,7 @@ async fn mutual_tls_identities_and_rotation() {
         .delete_registry(pb::DeleteRegistryRequest {
             id: reg.id.clone(),
             etag: String::new(),
+            force: false,
         })
         .await
         .expect_err("a runner is no admin");

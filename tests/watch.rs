@@ -228,6 +228,7 @@ async fn feed_follows_every_change(backend: Backend) {
     c.delete_registry(pb::DeleteRegistryRequest {
         id: a.id.clone(),
         etag: String::new(),
+        force: false,
     })
     .await
     .expect("delete a");

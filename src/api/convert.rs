@@ -213,6 +213,18 @@ pub fn watch_item_to_pb(item: WatchItem) -> pb::WatchRegistriesResponse {
     }
 }
 
+/// A registry use as protobuf.
+pub fn usage_to_pb(u: crate::store::usage::UsageRecord) -> pb::RegistryUsage {
+    pb::RegistryUsage {
+        registry_id: u.registry_id,
+        project: u.project,
+        user: u.user,
+        recorded_by: u.recorded_by,
+        record_time: Some(timestamp(u.record_time_us)),
+        expire_time: Some(timestamp(u.expire_time_us)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

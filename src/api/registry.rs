@@ -5,7 +5,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::AppState;
-use super::convert::{provider, registry_input, registry_to_pb, watch_item_to_pb};
+use super::convert::{provider, registry_input, registry_to_pb, usage_to_pb, watch_item_to_pb};
 use super::middleware::caller;
 use crate::error::Error;
 use crate::feed::WatchRequest;
@@ -136,7 +136,7 @@ impl RegistryService for RegistryApi {
         let r = req.get_ref();
         self.state
             .registries()?
-            .delete(&r.id, &r.etag, &caller)
+            .delete(&r.id, &r.etag, r.force, &caller)
             .await?;
         Ok(Response::new(pb::DeleteRegistryResponse {}))
     }
@@ -152,6 +152,42 @@ impl RegistryService for RegistryApi {
             .set_default(&req.get_ref().id, &caller)
             .await?;
         Ok(Response::new(registry_to_pb(rec)))
+    }
+
+    async fn record_registry_usage(
+        &self,
+        req: Request<pb::RecordRegistryUsageRequest>,
+    ) -> Reply<pb::RegistryUsage> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let ttl = match r.ttl {
+            None => None,
+            Some(d) => Some(
+                std::time::Duration::try_from(d)
+                    .map_err(|_| Error::invalid("ttl", "must not be negative"))?,
+            ),
+        };
+        let used = self
+            .state
+            .registries()?
+            .record_usage(&r.registry_id, &r.project, &r.user, ttl, &caller)
+            .await?;
+        Ok(Response::new(usage_to_pb(used)))
+    }
+
+    async fn list_registry_usage(
+        &self,
+        req: Request<pb::ListRegistryUsageRequest>,
+    ) -> Reply<pb::ListRegistryUsageResponse> {
+        let caller = caller(&req)?;
+        let uses = self
+            .state
+            .registries()?
+            .list_usage(&req.get_ref().registry_id, &caller)
+            .await?;
+        Ok(Response::new(pb::ListRegistryUsageResponse {
+            usages: uses.into_iter().map(usage_to_pb).collect(),
+        }))
     }
 
     async fn list_providers(

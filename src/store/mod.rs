@@ -13,6 +13,7 @@ pub mod events;
 pub mod migration;
 mod rotate;
 mod rows;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -502,10 +503,13 @@ impl Store {
     }
 
     /// Deletes a registry (and its scope rows and default mark).
+    /// A registry with current uses (RecordRegistryUsage) is
+    /// FAILED_PRECONDITION unless `force`.
     pub async fn delete(
         &self,
         id: &str,
         expected_revision: Option<i64>,
+        force: bool,
         actor: &Actor,
     ) -> Result<()> {
         let audit = actor.entry("registry.delete", id, String::new());
@@ -517,6 +521,19 @@ impl Store {
                 txn.rollback().await?;
                 return Ok(false);
             };
+            // Lock the row, then read its uses: a use recorded concurrently
+            // has either committed (and is seen) or waits on the row and
+            // fails once it is gone.
+            usage::lock_registry(&txn, id).await?;
+            let uses = usage::current_locked(&txn, id, now_us()).await?;
+            let mut entry = audit.clone();
+            if !uses.is_empty() {
+                if !force {
+                    return Err(TxError::Domain(usage::in_use(id, &uses)));
+                }
+                entry.detail = format!("force: was in use by {} user(s)", uses.len());
+            }
+            usage::delete_all(&txn, id).await?;
             default_registry::Entity::delete_many()
                 .filter(default_registry::Column::RegistryId.eq(id))
                 .exec(&txn)
@@ -536,7 +553,7 @@ impl Store {
                 return Ok(false);
             }
             let now = now_us();
-            audit::insert(&txn, &audit, now).await?;
+            audit::insert(&txn, &entry, now).await?;
             self.event(
                 &txn,
                 EventKind::Deleted,

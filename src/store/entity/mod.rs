@@ -6,3 +6,4 @@ pub mod registry;
 pub mod registry_event;
 pub mod registry_project;
 pub mod registry_revision;
+pub mod registry_usage;

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_registries;
 mod m20261129_000002_create_audit_events;
 mod m20261129_000003_create_registry_events;
+mod m20261129_000004_create_registry_usage;
 
 /// All of berth's migrations, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_registries::Migration),
             Box::new(m20261129_000002_create_audit_events::Migration),
             Box::new(m20261129_000003_create_registry_events::Migration),
+            Box::new(m20261129_000004_create_registry_usage::Migration),
         ]
     }
 }
