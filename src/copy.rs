@@ -1176,17 +1176,22 @@ impl BlobJob {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tick.tick().await;
+        let report = || {
+            self.events.offer(Event::Blob(BlobEvent {
+                digest: blob.digest.clone(),
+                bytes_done: progress.bytes(),
+                bytes_total: blob.size,
+                state: BlobState::Transferring,
+                attempt,
+                message: String::new(),
+            }))
+        };
+        // Byte counts every PROGRESS_STEP bytes, and twice a second.
         let sent = loop {
             tokio::select! {
                 sent = &mut put => break sent,
-                _ = tick.tick() => self.events.offer(Event::Blob(BlobEvent {
-                    digest: blob.digest.clone(),
-                    bytes_done: progress.bytes(),
-                    bytes_total: blob.size,
-                    state: BlobState::Transferring,
-                    attempt,
-                    message: String::new(),
-                })),
+                _ = progress.stepped() => report(),
+                _ = tick.tick() => report(),
             }
         };
         match (sent, progress.fault()) {

@@ -127,18 +127,28 @@ pub enum BlobFault {
     },
 }
 
+/// A transfer signals each time this many more bytes have gone through.
+pub const PROGRESS_STEP: u64 = 16 * 1024 * 1024;
+
 /// What a [`BlobTransfer`] reports while it runs: bytes through so far and,
 /// if it failed, why.
 #[derive(Clone, Default)]
 pub struct TransferProgress {
     bytes: Arc<AtomicU64>,
     fault: Arc<Mutex<Option<BlobFault>>>,
+    step: Arc<tokio::sync::Notify>,
 }
 
 impl TransferProgress {
     /// Bytes handed to the target so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once another [`PROGRESS_STEP`] bytes have gone through
+    /// (at once if that happened since the last call).
+    pub async fn stepped(&self) {
+        self.step.notified().await;
     }
 
     /// Why the transfer failed, if it failed on berth's side.
@@ -245,6 +255,10 @@ impl HttpBody for BlobTransfer {
                         this.finished = true;
                     }
                     this.progress.bytes.store(this.seen, Ordering::Relaxed);
+                    let before = this.seen - data.len() as u64;
+                    if this.seen / PROGRESS_STEP > before / PROGRESS_STEP {
+                        this.progress.step.notify_one();
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(Some(Err(e))) => {
