@@ -1012,12 +1012,10 @@ projects = ["a", "b"]
         .await
         .expect("allowed")
         .into_inner();
-    let err = loop {
-        match stream.message().await {
-            Ok(Some(m)) => panic!("no progress from an unreachable registry: {m:?}"),
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(e) => break e,
-        }
+    let err = match stream.message().await {
+        Ok(Some(m)) => panic!("no progress from an unreachable registry: {m:?}"),
+        Ok(None) => panic!("the stream ended without a status"),
+        Err(e) => e,
     };
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
