@@ -120,16 +120,6 @@ impl Images {
         }
     }
 
-    /// The store (for the audit records of other image use cases).
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The options registry clients use.
-    pub(crate) fn client_options(&self) -> &ClientOptions {
-        self.pool.options()
-    }
-
     /// ParseImageReference.
     pub fn parse(&self, reference: &str) -> Result<ImageReference> {
         ImageReference::parse(reference).map_err(|e| Error::invalid("reference", e.to_string()))
@@ -420,6 +410,16 @@ impl Images {
             .mint(&target.record, target.secret.as_ref())
             .await
             .map_err(credential_error)
+    }
+
+    /// The store (for the audit records of other image use cases).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The options registry clients use.
+    pub(crate) fn client_options(&self) -> &ClientOptions {
+        self.pool.options()
     }
 
     /// The pooled client for `target`, with freshly minted credentials.
