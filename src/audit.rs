@@ -38,12 +38,13 @@ pub struct Filters {
 }
 
 /// Actions berth records.
-pub const ACTIONS: [&str; 5] = [
+pub const ACTIONS: [&str; 6] = [
     "registry.create",
     "registry.update",
     "registry.delete",
     "registry.set_default",
     "credentials.issue",
+    "image.copy",
 ];
 /// Outcomes berth records.
 pub const OUTCOMES: [&str; 4] = ["ok", "granted", "denied", "failed"];

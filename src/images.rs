@@ -418,7 +418,18 @@ impl Images {
             .map_err(credential_error)
     }
 
-    async fn client(&self, target: &Target) -> Result<Arc<RegistryClient>> {
+    /// The store (for the audit records of other image use cases).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The options registry clients use.
+    pub(crate) fn client_options(&self) -> &ClientOptions {
+        self.pool.options()
+    }
+
+    /// The pooled client for `target`, with freshly minted credentials.
+    pub(crate) async fn client(&self, target: &Target) -> Result<Arc<RegistryClient>> {
         let rec = &target.record;
         let client = self
             .pool
@@ -626,14 +637,14 @@ impl Images {
 
 /// A registry id in the form berth stores (lowercase, hyphenated): UUIDs
 /// are case-insensitive, and the database compares ids as strings.
-fn registry_id_of(id: &str) -> Result<String> {
+pub(crate) fn registry_id_of(id: &str) -> Result<String> {
     uuid::Uuid::parse_str(id)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| Error::invalid("registry_id", "is not a registry id (a UUID)"))
 }
 
 /// A tag, checked by the reference grammar.
-fn check_tag(tag: &str) -> Result<()> {
+pub(crate) fn check_tag(tag: &str) -> Result<()> {
     if tag.contains('@') || ImageReference::parse(&format!("berth.invalid/x:{tag}")).is_err() {
         return Err(Error::invalid(
             "tag",
@@ -644,7 +655,7 @@ fn check_tag(tag: &str) -> Result<()> {
 }
 
 /// A digest, checked by the reference grammar.
-fn check_digest(digest: &str) -> Result<()> {
+pub(crate) fn check_digest(digest: &str) -> Result<()> {
     if ImageReference::parse(&format!("berth.invalid/x@{digest}")).is_err() {
         return Err(Error::invalid(
             "digest",
@@ -654,7 +665,7 @@ fn check_digest(digest: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_project(project: &str) -> Result<&str> {
+pub(crate) fn check_project(project: &str) -> Result<&str> {
     let p = project.trim();
     if p.is_empty() {
         return Err(Error::invalid("project", "is required"));

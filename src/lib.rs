@@ -11,7 +11,8 @@
 //!   [`auth`] holds identities, roles and the policy; [`transport`] the
 //!   TLS listener.
 //! - [`registries`]: what each registry RPC does, in domain terms.
-//! - [`images`]: what each image RPC does; [`credentials`] mints logins.
+//! - [`images`]: what each image RPC does; [`credentials`] mints logins;
+//!   [`copy`]: CopyImage and DistributeImage.
 //! - [`audit`]: reading the audit log the store writes.
 //! - [`domain`]: providers, addresses, validation, update masks (plain Rust).
 //! - [`store`]: sea-orm entities, migrations and queries (SQLite,
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod credentials;
 pub mod domain;
 pub mod error;

@@ -98,6 +98,8 @@ rpcs! {
     tags: img.list_tags(pb::ListTagsRequest);
     image: img.get_image(pb::GetImageRequest);
     test_connection: img.test_connection(pb::TestConnectionRequest);
+    copy: img.copy_image(pb::CopyImageRequest);
+    distribute: img.distribute_image(pb::DistributeImageRequest);
 }
 
 /// A valid Harbor registry for the project `web`; `edit` breaks it.
@@ -1469,6 +1471,140 @@ async fn every_rpc_refuses_hostile_input_and_keeps_serving() {
                 ca_cert_pem: format!("{SECRET}\0"),
             })
         })),
+    );
+
+    // CopyImage and DistributeImage: refused before any stream starts.
+    let copy = |edit: &dyn Fn(&mut pb::CopyImageRequest)| {
+        let mut r = pb::CopyImageRequest {
+            source: Some(pb::ImageSource {
+                registry_id: id.into(),
+                project: "web".into(),
+                image: "api".into(),
+                tag: "v1".into(),
+                digest: String::new(),
+            }),
+            target: Some(pb::CopyTarget {
+                registry_id: id.into(),
+                image: "api-copy".into(),
+                ..Default::default()
+            }),
+        };
+        edit(&mut r);
+        c.copy(r)
+    };
+    add(
+        "copy: no source",
+        Bad(&["source"]),
+        copy(&|r| r.source = None),
+    );
+    add(
+        "copy: no target",
+        Bad(&["target"]),
+        copy(&|r| r.target = None),
+    );
+    add(
+        "copy: NUL in source project",
+        Bad(&["source.project"]),
+        copy(&|r| {
+            if let Some(s) = r.source.as_mut() {
+                s.project = "web\0".into();
+            }
+        }),
+    );
+    add(
+        "copy: 100 KB source image",
+        Bad(&["source.image"]),
+        copy(&|r| {
+            if let Some(s) = r.source.as_mut() {
+                s.image = kb(100, 'a');
+            }
+        }),
+    );
+    add(
+        "copy: neither tag nor digest",
+        Bad(&["source.tag"]),
+        copy(&|r| {
+            if let Some(s) = r.source.as_mut() {
+                s.tag.clear();
+            }
+        }),
+    );
+    add(
+        "copy: digest of an unknown algorithm",
+        Bad(&["source.digest"]),
+        copy(&|r| {
+            if let Some(s) = r.source.as_mut() {
+                s.digest = format!("md5:{}", "0".repeat(32));
+            }
+        }),
+    );
+    add(
+        "copy: NUL in target tag",
+        Bad(&["target.tag"]),
+        copy(&|r| {
+            if let Some(t) = r.target.as_mut() {
+                t.tag = "v1\0".into();
+            }
+        }),
+    );
+    add(
+        "copy: secret-looking target image",
+        Bad(&["target.image"]),
+        copy(&|r| {
+            if let Some(t) = r.target.as_mut() {
+                t.image = format!("{SECRET}:x");
+            }
+        }),
+    );
+    add(
+        "copy: unknown source registry",
+        Is(Code::NotFound),
+        copy(&|r| {
+            if let Some(s) = r.source.as_mut() {
+                s.registry_id = unknown.into();
+            }
+        }),
+    );
+    add(
+        "copy: target project outside the registry's scope",
+        Is(Code::PermissionDenied),
+        copy(&|r| {
+            if let Some(t) = r.target.as_mut() {
+                t.project = "api".into();
+            }
+        }),
+    );
+    let distribute = |targets: Vec<pb::CopyTarget>| {
+        c.distribute(pb::DistributeImageRequest {
+            source: Some(pb::ImageSource {
+                registry_id: id.into(),
+                project: "web".into(),
+                image: "api".into(),
+                tag: "v1".into(),
+                digest: String::new(),
+            }),
+            targets,
+        })
+    };
+    let to = |image: &str| pb::CopyTarget {
+        registry_id: id.into(),
+        image: image.into(),
+        ..Default::default()
+    };
+    add(
+        "distribute: no targets",
+        Bad(&["targets"]),
+        distribute(vec![]),
+    );
+    add(
+        "distribute: 17 targets",
+        Bad(&["targets"]),
+        distribute((0..17).map(|i| to(&format!("copy{i}"))).collect()),
+    );
+    add(
+        "distribute: NUL in the fourth target's image",
+        Bad(&["targets[3].image"]),
+        distribute(vec![to("a"), to("b"), to("c"), to("d\0")]),
     );
 
     // Run the battery, one case at a time; each must answer promptly.

@@ -337,7 +337,12 @@ async fn grpcurl_reflection_and_readme_examples() {
         let expect: &[&str] = match marker {
             // skopeo listed the tags with berth's config.json, and the
             // connection test passed.
-            "image-examples" => &["\"1.10.0\"", "\"credentialsAccepted\": true"],
+            // ... and CopyImage mounted both blobs of app:1.2.0.
+            "image-examples" => &[
+                "\"1.10.0\"",
+                "\"credentialsAccepted\": true",
+                "\"blobsMounted\": 2",
+            ],
             "cli-examples" => &[
                 "harbor.example.com/platform/api:42-main",
                 "kubernetes.io/dockerconfigjson",

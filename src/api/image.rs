@@ -1,10 +1,14 @@
 //! ImageService handlers: convert, delegate to [`Images`], convert back.
 
+use std::pin::Pin;
+
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::AppState;
 use super::convert::{provider, timestamp_of};
 use super::middleware::caller;
+use crate::copy::{BlobState, Copier, Event, SourceSpec, TargetSpec, Update};
 use crate::domain::RegistryInput;
 use crate::domain::registry::validate_for_connection;
 use crate::domain::tag_filter::TagOrder;
@@ -27,9 +31,13 @@ impl ImageApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ImageService for ImageApi {
+    type CopyImageStream = Streamed<pb::CopyImageResponse>;
+    type DistributeImageStream = Streamed<pb::DistributeImageResponse>;
+
     async fn parse_image_reference(
         &self,
         req: Request<pb::ParseImageReferenceRequest>,
@@ -240,4 +248,131 @@ impl ImageService for ImageApi {
             message: report.message,
         }))
     }
+
+    async fn copy_image(&self, req: Request<pb::CopyImageRequest>) -> Reply<Self::CopyImageStream> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let source = source_of(r.source)?;
+        let Some(target) = r.target else {
+            return Err(Error::invalid("target", "is required").into());
+        };
+        let stream = Copier::new(self.state.images()?.clone())
+            .copy_image(&caller, source, target_of(target))
+            .await?;
+        Ok(Response::new(Box::pin(stream.map(|u| {
+            u.map(|u| pb::CopyImageResponse {
+                progress: Some(progress_of(u.event)),
+            })
+            .map_err(Status::from)
+        }))))
+    }
+
+    async fn distribute_image(
+        &self,
+        req: Request<pb::DistributeImageRequest>,
+    ) -> Reply<Self::DistributeImageStream> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let source = source_of(r.source)?;
+        let targets = r.targets.into_iter().map(target_of).collect();
+        let stream = Copier::new(self.state.images()?.clone())
+            .distribute(&caller, source, targets)
+            .await?;
+        Ok(Response::new(Box::pin(stream.map(|u| {
+            u.map(|Update { target, event }| pb::DistributeImageResponse {
+                target_index: i32::try_from(target).unwrap_or(i32::MAX),
+                progress: Some(progress_of(event)),
+            })
+            .map_err(Status::from)
+        }))))
+    }
+}
+
+fn source_of(s: Option<pb::ImageSource>) -> Result<SourceSpec, Status> {
+    let s = s.ok_or_else(|| Status::from(Error::invalid("source", "is required")))?;
+    Ok(SourceSpec {
+        registry_id: s.registry_id,
+        project: s.project,
+        image: s.image,
+        tag: s.tag,
+        digest: s.digest,
+    })
+}
+
+fn target_of(t: pb::CopyTarget) -> TargetSpec {
+    TargetSpec {
+        registry_id: t.registry_id,
+        project: t.project,
+        image: t.image,
+        tag: t.tag,
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn bytes(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn progress_of(event: Event) -> pb::CopyProgress {
+    use pb::copy_progress::Event as E;
+    let event = match event {
+        Event::Plan(p) => E::Plan(pb::CopyPlan {
+            source_reference: p.source_reference,
+            digest: p.digest,
+            media_type: p.media_type,
+            manifests: count(p.manifests),
+            blobs: count(p.blobs),
+            total_bytes: bytes(p.total_bytes),
+        }),
+        Event::Blob(b) => E::Blob(pb::BlobProgress {
+            digest: b.digest,
+            bytes_done: bytes(b.bytes_done),
+            bytes_total: bytes(b.bytes_total),
+            state: match b.state {
+                BlobState::Transferring => pb::BlobState::Transferring,
+                BlobState::Done => pb::BlobState::Done,
+                BlobState::Skipped => pb::BlobState::Skipped,
+                BlobState::Mounted => pb::BlobState::Mounted,
+                BlobState::Retrying => pb::BlobState::Retrying,
+            } as i32,
+            attempt: i32::try_from(b.attempt).unwrap_or(i32::MAX),
+            message: b.message,
+        }),
+        Event::Manifest {
+            digest,
+            media_type,
+            reference,
+        } => E::Manifest(pb::ManifestPushed {
+            digest,
+            media_type,
+            reference,
+        }),
+        Event::Result(r) => E::Result(match r.outcome {
+            Ok(c) => pb::CopyResult {
+                code: tonic::Code::Ok as i32,
+                error: String::new(),
+                registry_id: r.registry_id,
+                reference: c.reference,
+                digest: c.digest,
+                bytes_copied: bytes(c.bytes_copied),
+                blobs_copied: i32::try_from(c.blobs_copied).unwrap_or(i32::MAX),
+                blobs_skipped: i32::try_from(c.blobs_skipped).unwrap_or(i32::MAX),
+                blobs_mounted: i32::try_from(c.blobs_mounted).unwrap_or(i32::MAX),
+            },
+            Err(e) => {
+                // The one mapping of errors to codes and messages.
+                let status = Status::from(e);
+                pb::CopyResult {
+                    code: status.code() as i32,
+                    error: status.message().to_string(),
+                    registry_id: r.registry_id,
+                    ..Default::default()
+                }
+            }
+        }),
+    };
+    pb::CopyProgress { event: Some(event) }
 }

@@ -16,6 +16,21 @@ use crate::error::{Error, Result};
 /// `image` is a service name (`api`) or a path below the namespace
 /// (`backend/api`); it must not carry a host, tag or digest.
 pub fn repository_path(spec: &RegistrySpec, image: &str, field: &str) -> Result<String> {
+    let image = check_image(image, field)?;
+    let mut parts: Vec<&str> = Vec::new();
+    if spec.provider == Provider::Nexus && !spec.repository.is_empty() {
+        parts.push(&spec.repository);
+    }
+    if !spec.namespace.is_empty() {
+        parts.push(&spec.namespace);
+    }
+    parts.push(image);
+    Ok(parts.join("/"))
+}
+
+/// `image` checked as [`repository_path`] checks it, before any registry
+/// is known (trimmed of spaces and `/`); errors name `field`.
+pub fn check_image<'a>(image: &'a str, field: &str) -> Result<&'a str> {
     let image = image.trim().trim_matches('/');
     if image.is_empty() {
         return Err(Error::invalid(
@@ -39,15 +54,7 @@ pub fn repository_path(spec: &RegistrySpec, image: &str, field: &str) -> Result<
             ));
         }
     }
-    let mut parts: Vec<&str> = Vec::new();
-    if spec.provider == Provider::Nexus && !spec.repository.is_empty() {
-        parts.push(&spec.repository);
-    }
-    if !spec.namespace.is_empty() {
-        parts.push(&spec.namespace);
-    }
-    parts.push(image);
-    Ok(parts.join("/"))
+    Ok(image)
 }
 
 /// The fully qualified reference `host[:port]/path[:tag][@digest]`, checked

@@ -14,6 +14,7 @@
 
 pub mod challenge;
 mod ops;
+pub mod push;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -29,7 +30,10 @@ use reqwest::{Method, Response, StatusCode};
 use crate::domain::{RegistryAddress, Scheme, Tls};
 use crate::secret::Secret;
 use challenge::Challenge;
-pub use ops::{ImageInfo, ManifestKind, PlatformInfo};
+pub use ops::{ImageInfo, MANIFEST_TYPES, ManifestKind, PlatformInfo, sha256_digest};
+pub use push::{
+    BlobFault, BlobTransfer, Mount, TransferProgress, UploadSession, digest_like, valid_digest,
+};
 
 /// Why a registry call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,6 +91,31 @@ impl Default for ClientOptions {
             attempts: 3,
             max_retry_after: Duration::from_secs(10),
         }
+    }
+}
+
+/// What a request carries beyond method, URL, `Accept` and auth, added to
+/// every attempt: a body that can be sent again (a manifest), its
+/// `Content-Type`, and a longer deadline than the client's (a blob).
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    body: Option<bytes::Bytes>,
+    content_type: Option<String>,
+    timeout: Option<Duration>,
+}
+
+impl Extra {
+    fn apply(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(t) = &self.content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, t.as_str());
+        }
+        if let Some(b) = &self.body {
+            req = req.body(b.clone());
+        }
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
+        }
+        req
     }
 }
 
@@ -188,14 +217,32 @@ impl RegistryClient {
         scope: &str,
         accept: &[&str],
     ) -> Result<Response, ClientError> {
+        let resp = self
+            .send_with(method, url, scope, accept, &Extra::default())
+            .await?;
+        check_status(resp).await
+    }
+
+    /// [`RegistryClient::send`] with `extra` added to every attempt, and
+    /// without the status check: any answer but a 401 is returned (a 401
+    /// after fresh credentials is [`ClientError::Unauthorized`]). `scope`
+    /// may name several scopes separated by spaces.
+    async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        scope: &str,
+        accept: &[&str],
+        extra: &Extra,
+    ) -> Result<Response, ClientError> {
         let mut refreshed = false;
         loop {
             let auth = self.auth_header(scope);
             let resp = self
-                .send_with_retries(method.clone(), url, accept, auth.as_ref())
+                .send_with_retries(method.clone(), url, accept, auth.as_ref(), extra)
                 .await?;
             if resp.status() != StatusCode::UNAUTHORIZED {
-                return check_status(resp).await;
+                return Ok(resp);
             }
             if refreshed {
                 return Err(ClientError::Unauthorized(format!(
@@ -293,8 +340,10 @@ impl RegistryClient {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            if !scope.is_empty() {
-                q.append_pair("scope", scope);
+            // Several scopes (a cross-repository mount pulls from one
+            // repository and pushes to another) go as one parameter each.
+            for one in scope.split(' ').filter(|s| !s.is_empty()) {
+                q.append_pair("scope", one);
             }
         }
         let mut headers = HeaderMap::new();
@@ -354,6 +403,7 @@ impl RegistryClient {
         url: &str,
         accept: &[&str],
         auth: Option<&HeaderValue>,
+        extra: &Extra,
     ) -> Result<Response, ClientError> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
@@ -366,6 +416,7 @@ impl RegistryClient {
             if let Some(a) = auth {
                 req = req.header(AUTHORIZATION, a.clone());
             }
+            req = extra.apply(req);
             let last = attempt >= self.options.attempts;
             let sent = req.send().await;
             self.count(&sent);

@@ -122,7 +122,9 @@ impl RegistryClient {
     pub async fn ping(&self) -> Result<Ping, ClientError> {
         let start = Instant::now();
         let url = format!("{}/v2/", self.base);
-        let resp = self.send_with_retries(Method::GET, &url, &[], None).await?;
+        let resp = self
+            .send_with_retries(Method::GET, &url, &[], None, &super::Extra::default())
+            .await?;
         let s = resp.status();
         if !(s.is_success() || s == StatusCode::UNAUTHORIZED) {
             return Err(ClientError::Protocol(format!(

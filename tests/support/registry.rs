@@ -71,6 +71,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// How the registry authenticates clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,41 +337,7 @@ impl TestRegistry {
 
         let mut digests = HashMap::new();
         for tag in &tags {
-            let digest_file = work.path().join(format!("digest-{tag}"));
-            let mut cmd = tool("skopeo");
-            cmd.args([
-                "--insecure-policy",
-                "copy",
-                "--preserve-digests",
-                "--retry-times",
-                "2",
-            ]);
-            if tag == INDEX_TAG {
-                cmd.arg("--all");
-            }
-            cmd.arg("--dest-creds")
-                .arg(self.skopeo_creds())
-                .arg("--dest-cert-dir")
-                .arg(&self.ca_dir)
-                .arg("--digestfile")
-                .arg(&digest_file)
-                .arg(format!("oci:{}:{tag}", layout.display()))
-                .arg(format!("docker://{}/{repo}:{tag}", self.host));
-            let out = cmd
-                .output()
-                .expect("test registry: run skopeo (apt-get install skopeo)");
-            if !out.status.success() {
-                panic!(
-                    "test registry: skopeo copy of {repo}:{tag} failed ({}):\n{}\n{}\nregistry log:\n{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log()
-                );
-            }
-            let pushed =
-                fs::read_to_string(&digest_file).expect("test registry: read skopeo --digestfile");
-            let pushed = pushed.trim().to_string();
+            let pushed = self.skopeo_push(&layout, work.path(), repo, tag, tag == INDEX_TAG);
             assert_eq!(
                 pushed, expected[tag],
                 "test registry: skopeo pushed {repo}:{tag} with another manifest digest than the layout's"
@@ -387,6 +354,131 @@ impl TestRegistry {
             repo: repo.to_string(),
         }
     }
+
+    /// Builds a single-platform image of `layers` uncompressed tar layers,
+    /// each one file of `layer_bytes` random (incompressible) bytes, and
+    /// pushes it to `repo:tag` with skopeo. The layers are written to disk
+    /// a MiB at a time, never held whole in this process's memory (tests
+    /// measure it). Blocking.
+    pub fn push_large_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        layers: usize,
+        layer_bytes: usize,
+    ) -> LargeImage {
+        let work = tempfile::Builder::new()
+            .prefix("berth-test-large-image-")
+            .tempdir()
+            .expect("test registry: create a temporary directory for the image layout");
+        let layout = work.path().join("layout");
+        let mut oci = OciLayout::new(&layout);
+        let when = rfc3339(BASE_CREATED);
+        let mut descriptors = Vec::new();
+        for i in 0..layers {
+            descriptors.push(oci.random_tar_layer(&format!("layer-{i}.bin"), layer_bytes));
+        }
+        let diff_ids: Vec<&str> = descriptors.iter().map(|d| d.digest.as_str()).collect();
+        let config = json!({
+            "created": when,
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.version": tag}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": when, "created_by": "berth test harness"}],
+        });
+        let config = oci.blob(OCI_CONFIG, &to_bytes(&config));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.to_json(),
+            "layers": descriptors.iter().map(Descriptor::to_json).collect::<Vec<_>>(),
+        });
+        let manifest = oci.blob(OCI_MANIFEST, &to_bytes(&manifest));
+        oci.tag(manifest.clone(), tag);
+        oci.finish();
+        let pushed = self.skopeo_push(&layout, work.path(), repo, tag, false);
+        assert_eq!(
+            pushed, manifest.digest,
+            "test registry: skopeo pushed {repo}:{tag} with another manifest digest than the layout's"
+        );
+        LargeImage {
+            digest: pushed,
+            blobs: std::iter::once(&config)
+                .chain(descriptors.iter())
+                .map(|d| (d.digest.clone(), d.size as u64))
+                .collect(),
+        }
+    }
+
+    /// `skopeo copy --preserve-digests` of `oci:<layout>:<tag>` to
+    /// `repo:tag` (`--all` for an index); the pushed manifest digest.
+    fn skopeo_push(&self, layout: &Path, work: &Path, repo: &str, tag: &str, all: bool) -> String {
+        let digest_file = work.join(format!("digest-{tag}"));
+        let mut cmd = tool("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--retry-times",
+            "2",
+        ]);
+        if all {
+            cmd.arg("--all");
+        }
+        cmd.arg("--dest-creds")
+            .arg(self.skopeo_creds())
+            .arg("--dest-cert-dir")
+            .arg(&self.ca_dir)
+            .arg("--digestfile")
+            .arg(&digest_file)
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repo}:{tag}", self.host));
+        let out = cmd
+            .output()
+            .expect("test registry: run skopeo (apt-get install skopeo)");
+        if !out.status.success() {
+            panic!(
+                "test registry: skopeo copy of {repo}:{tag} failed ({}):\n{}\n{}\nregistry log:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        }
+        let pushed =
+            fs::read_to_string(&digest_file).expect("test registry: read skopeo --digestfile");
+        pushed.trim().to_string()
+    }
+
+    /// The raw manifest of `repo` at `reference` (a tag, or `sha256:…`),
+    /// read by skopeo (`inspect --raw`), an implementation independent of
+    /// berth's; `Err(stderr)` if skopeo cannot read it.
+    pub fn skopeo_raw_manifest(&self, repo: &str, reference: &str) -> Result<Vec<u8>, String> {
+        let sep = if reference.contains(':') { '@' } else { ':' };
+        let out = tool("skopeo")
+            .args(["inspect", "--raw", "--retry-times", "1", "--creds"])
+            .arg(self.skopeo_creds())
+            .arg("--cert-dir")
+            .arg(&self.ca_dir)
+            .arg(format!("docker://{}/{repo}{sep}{reference}", self.host))
+            .output()
+            .expect("test registry: run skopeo (apt-get install skopeo)");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// What [`TestRegistry::push_large_image`] pushed.
+#[derive(Debug, Clone)]
+pub struct LargeImage {
+    /// The manifest digest.
+    pub digest: String,
+    /// (digest, size) of the config and then each layer.
+    pub blobs: Vec<(String, u64)>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1024,6 +1116,46 @@ impl OciLayout {
         self.blob(OCI_MANIFEST, &to_bytes(&manifest))
     }
 
+    /// An uncompressed tar layer holding one file of `bytes` random bytes,
+    /// streamed to disk a MiB at a time while it is hashed.
+    fn random_tar_layer(&mut self, name: &str, bytes: usize) -> Descriptor {
+        let header = tar_header(name, bytes, BASE_CREATED);
+        let part = self.dir.join("blobs/sha256/partial");
+        let mut file = fs::File::create(&part).expect("test registry: create a layer file");
+        let mut urandom = fs::File::open("/dev/urandom").expect("test registry: open /dev/urandom");
+        let mut hash = Sha256::new();
+        let mut size = 0usize;
+        let mut put = |chunk: &[u8]| {
+            hash.update(chunk);
+            file.write_all(chunk)
+                .expect("test registry: write a layer file");
+            size += chunk.len();
+        };
+        put(&header);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len());
+            urandom
+                .read_exact(&mut buf[..n])
+                .expect("test registry: read /dev/urandom");
+            put(&buf[..n]);
+            left -= n;
+        }
+        // Pad the file to a 512-byte record, then the two zero records.
+        let padding = bytes.div_ceil(512) * 512 - bytes + 1024;
+        put(&vec![0u8; padding]);
+        drop(file);
+        let hex = format!("{:x}", hash.finalize());
+        fs::rename(&part, self.dir.join("blobs/sha256").join(&hex))
+            .expect("test registry: name a layer file by its digest");
+        Descriptor {
+            media_type: OCI_LAYER_TAR.to_string(),
+            digest: format!("sha256:{hex}"),
+            size,
+        }
+    }
+
     fn tag(&mut self, descriptor: Descriptor, tag: &str) {
         let mut entry = descriptor.to_json();
         entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
@@ -1045,6 +1177,15 @@ impl OciLayout {
 
 /// A ustar archive with one regular file.
 fn tar_one_file(name: &str, content: &[u8], mtime: i64) -> Vec<u8> {
+    let mut out = tar_header(name, content.len(), mtime).to_vec();
+    out.extend_from_slice(content);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// The ustar header of a regular file of `len` bytes.
+fn tar_header(name: &str, len: usize, mtime: i64) -> [u8; 512] {
     let mut header = [0u8; 512];
     let mut put =
         |offset: usize, bytes: &[u8]| header[offset..offset + bytes.len()].copy_from_slice(bytes);
@@ -1052,7 +1193,7 @@ fn tar_one_file(name: &str, content: &[u8], mtime: i64) -> Vec<u8> {
     put(100, b"0000644\0");
     put(108, b"0000000\0");
     put(116, b"0000000\0");
-    put(124, format!("{:011o}\0", content.len()).as_bytes());
+    put(124, format!("{len:011o}\0").as_bytes());
     put(136, format!("{mtime:011o}\0").as_bytes());
     put(148, b"        ");
     put(156, b"0");
@@ -1060,11 +1201,7 @@ fn tar_one_file(name: &str, content: &[u8], mtime: i64) -> Vec<u8> {
     put(263, b"00");
     let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
     header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    let mut out = header.to_vec();
-    out.extend_from_slice(content);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out.extend_from_slice(&[0u8; 1024]);
-    out
+    header
 }
 
 /// `gzip -n`: deterministic (no name, no timestamp).

@@ -17,10 +17,25 @@ class TagOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TAG_ORDER_LEXICAL: _ClassVar[TagOrder]
     TAG_ORDER_SEMVER: _ClassVar[TagOrder]
     TAG_ORDER_NEWEST: _ClassVar[TagOrder]
+
+class BlobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BLOB_STATE_UNSPECIFIED: _ClassVar[BlobState]
+    BLOB_STATE_TRANSFERRING: _ClassVar[BlobState]
+    BLOB_STATE_DONE: _ClassVar[BlobState]
+    BLOB_STATE_SKIPPED: _ClassVar[BlobState]
+    BLOB_STATE_MOUNTED: _ClassVar[BlobState]
+    BLOB_STATE_RETRYING: _ClassVar[BlobState]
 TAG_ORDER_UNSPECIFIED: TagOrder
 TAG_ORDER_LEXICAL: TagOrder
 TAG_ORDER_SEMVER: TagOrder
 TAG_ORDER_NEWEST: TagOrder
+BLOB_STATE_UNSPECIFIED: BlobState
+BLOB_STATE_TRANSFERRING: BlobState
+BLOB_STATE_DONE: BlobState
+BLOB_STATE_SKIPPED: BlobState
+BLOB_STATE_MOUNTED: BlobState
+BLOB_STATE_RETRYING: BlobState
 
 class ParseImageReferenceRequest(_message.Message):
     __slots__ = ("reference",)
@@ -245,3 +260,135 @@ class TestConnectionResponse(_message.Message):
     latency_ms: int
     message: str
     def __init__(self, reachable: _Optional[bool] = ..., tls_verified: _Optional[bool] = ..., tls_error: _Optional[str] = ..., credentials_accepted: _Optional[bool] = ..., latency_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ImageSource(_message.Message):
+    __slots__ = ("registry_id", "project", "image", "tag", "digest")
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    registry_id: str
+    project: str
+    image: str
+    tag: str
+    digest: str
+    def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., image: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class CopyTarget(_message.Message):
+    __slots__ = ("registry_id", "project", "image", "tag")
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    registry_id: str
+    project: str
+    image: str
+    tag: str
+    def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., image: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+
+class CopyImageRequest(_message.Message):
+    __slots__ = ("source", "target")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    source: ImageSource
+    target: CopyTarget
+    def __init__(self, source: _Optional[_Union[ImageSource, _Mapping]] = ..., target: _Optional[_Union[CopyTarget, _Mapping]] = ...) -> None: ...
+
+class CopyImageResponse(_message.Message):
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: CopyProgress
+    def __init__(self, progress: _Optional[_Union[CopyProgress, _Mapping]] = ...) -> None: ...
+
+class DistributeImageRequest(_message.Message):
+    __slots__ = ("source", "targets")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    source: ImageSource
+    targets: _containers.RepeatedCompositeFieldContainer[CopyTarget]
+    def __init__(self, source: _Optional[_Union[ImageSource, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[CopyTarget, _Mapping]]] = ...) -> None: ...
+
+class DistributeImageResponse(_message.Message):
+    __slots__ = ("target_index", "progress")
+    TARGET_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    target_index: int
+    progress: CopyProgress
+    def __init__(self, target_index: _Optional[int] = ..., progress: _Optional[_Union[CopyProgress, _Mapping]] = ...) -> None: ...
+
+class CopyProgress(_message.Message):
+    __slots__ = ("plan", "blob", "manifest", "result")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    plan: CopyPlan
+    blob: BlobProgress
+    manifest: ManifestPushed
+    result: CopyResult
+    def __init__(self, plan: _Optional[_Union[CopyPlan, _Mapping]] = ..., blob: _Optional[_Union[BlobProgress, _Mapping]] = ..., manifest: _Optional[_Union[ManifestPushed, _Mapping]] = ..., result: _Optional[_Union[CopyResult, _Mapping]] = ...) -> None: ...
+
+class CopyPlan(_message.Message):
+    __slots__ = ("source_reference", "digest", "media_type", "manifests", "blobs", "total_bytes")
+    SOURCE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MANIFESTS_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    source_reference: str
+    digest: str
+    media_type: str
+    manifests: int
+    blobs: int
+    total_bytes: int
+    def __init__(self, source_reference: _Optional[str] = ..., digest: _Optional[str] = ..., media_type: _Optional[str] = ..., manifests: _Optional[int] = ..., blobs: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class BlobProgress(_message.Message):
+    __slots__ = ("digest", "bytes_done", "bytes_total", "state", "attempt", "message")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    bytes_done: int
+    bytes_total: int
+    state: BlobState
+    attempt: int
+    message: str
+    def __init__(self, digest: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., state: _Optional[_Union[BlobState, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ManifestPushed(_message.Message):
+    __slots__ = ("digest", "media_type", "reference")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    media_type: str
+    reference: str
+    def __init__(self, digest: _Optional[str] = ..., media_type: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class CopyResult(_message.Message):
+    __slots__ = ("code", "error", "registry_id", "reference", "digest", "bytes_copied", "blobs_copied", "blobs_skipped", "blobs_mounted")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_MOUNTED_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    error: str
+    registry_id: str
+    reference: str
+    digest: str
+    bytes_copied: int
+    blobs_copied: int
+    blobs_skipped: int
+    blobs_mounted: int
+    def __init__(self, code: _Optional[int] = ..., error: _Optional[str] = ..., registry_id: _Optional[str] = ..., reference: _Optional[str] = ..., digest: _Optional[str] = ..., bytes_copied: _Optional[int] = ..., blobs_copied: _Optional[int] = ..., blobs_skipped: _Optional[int] = ..., blobs_mounted: _Optional[int] = ...) -> None: ...

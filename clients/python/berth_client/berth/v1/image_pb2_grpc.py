@@ -78,6 +78,16 @@ class ImageServiceStub:
                 request_serializer=berth_dot_v1_dot_image__pb2.TestConnectionRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_image__pb2.TestConnectionResponse.FromString,
                 _registered_method=True)
+        self.CopyImage = channel.unary_stream(
+                '/berth.v1.ImageService/CopyImage',
+                request_serializer=berth_dot_v1_dot_image__pb2.CopyImageRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_image__pb2.CopyImageResponse.FromString,
+                _registered_method=True)
+        self.DistributeImage = channel.unary_stream(
+                '/berth.v1.ImageService/DistributeImage',
+                request_serializer=berth_dot_v1_dot_image__pb2.DistributeImageRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_image__pb2.DistributeImageResponse.FromString,
+                _registered_method=True)
 
 
 class ImageServiceServicer:
@@ -150,6 +160,40 @@ class ImageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CopyImage(self, request, context):
+        """Copies an image from a source registry to a target registry, server
+        side, streaming progress. A multi-platform index is copied whole, with
+        every platform. Manifests are copied byte for byte, so the target digest
+        is the source digest. Blobs stream through berth (never held whole in
+        memory), up to 4 at a time; a blob the target already has is skipped;
+        within one registry a blob is mounted from the source repository rather
+        than copied. Every blob's digest and size are verified; a broken
+        transfer is retried (3 attempts, each in a fresh upload session).
+        Manifests go children first and the tag last, so a copy that fails
+        leaves no tag pointing at a partial image.
+
+        Needs the `credentials` role on the source's project and on the
+        target's. Invalid fields, an unknown registry or a refused role are
+        answered at once, before the stream starts; a failure during the copy
+        ends the stream with its status (a registry that refuses berth's
+        credentials is FAILED_PRECONDITION, one that cannot be reached
+        UNAVAILABLE). A successful copy ends with a `result`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DistributeImage(self, request, context):
+        """Copies one source image to several targets at once (as CopyImage does
+        for one), in one stream whose messages name their target by index.
+        Each target ends with its own `result`; one target failing does not
+        fail the others, and its result carries the status. The stream itself
+        fails only for an invalid request or a source that cannot be read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +231,16 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.TestConnection,
                     request_deserializer=berth_dot_v1_dot_image__pb2.TestConnectionRequest.FromString,
                     response_serializer=berth_dot_v1_dot_image__pb2.TestConnectionResponse.SerializeToString,
+            ),
+            'CopyImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyImage,
+                    request_deserializer=berth_dot_v1_dot_image__pb2.CopyImageRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_image__pb2.CopyImageResponse.SerializeToString,
+            ),
+            'DistributeImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.DistributeImage,
+                    request_deserializer=berth_dot_v1_dot_image__pb2.DistributeImageRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_image__pb2.DistributeImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +441,60 @@ class ImageService:
             '/berth.v1.ImageService/TestConnection',
             berth_dot_v1_dot_image__pb2.TestConnectionRequest.SerializeToString,
             berth_dot_v1_dot_image__pb2.TestConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/berth.v1.ImageService/CopyImage',
+            berth_dot_v1_dot_image__pb2.CopyImageRequest.SerializeToString,
+            berth_dot_v1_dot_image__pb2.CopyImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DistributeImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/berth.v1.ImageService/DistributeImage',
+            berth_dot_v1_dot_image__pb2.DistributeImageRequest.SerializeToString,
+            berth_dot_v1_dot_image__pb2.DistributeImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

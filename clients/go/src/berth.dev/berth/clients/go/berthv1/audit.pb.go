@@ -35,7 +35,8 @@ type AuditEvent struct {
 	// SAN, or `x-berth-actor` when authentication is off).
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	// What was done: `registry.create`, `registry.update`, `registry.delete`,
-	// `registry.set_default` or `credentials.issue`.
+	// `registry.set_default`, `credentials.issue` or `image.copy` (one event
+	// per target of CopyImage and DistributeImage).
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// The registry acted on, when known.
 	RegistryId string `protobuf:"bytes,5,opt,name=registry_id,json=registryId,proto3" json:"registry_id,omitempty"`

@@ -40,6 +40,30 @@ type ImageServiceClient interface {
 	// verifies and its credentials are accepted. Connection problems are
 	// reported in the response, not as errors.
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
+	// Copies an image from a source registry to a target registry, server
+	// side, streaming progress. A multi-platform index is copied whole, with
+	// every platform. Manifests are copied byte for byte, so the target digest
+	// is the source digest. Blobs stream through berth (never held whole in
+	// memory), up to 4 at a time; a blob the target already has is skipped;
+	// within one registry a blob is mounted from the source repository rather
+	// than copied. Every blob's digest and size are verified; a broken
+	// transfer is retried (3 attempts, each in a fresh upload session).
+	// Manifests go children first and the tag last, so a copy that fails
+	// leaves no tag pointing at a partial image.
+	//
+	// Needs the `credentials` role on the source's project and on the
+	// target's. Invalid fields, an unknown registry or a refused role are
+	// answered at once, before the stream starts; a failure during the copy
+	// ends the stream with its status (a registry that refuses berth's
+	// credentials is FAILED_PRECONDITION, one that cannot be reached
+	// UNAVAILABLE). A successful copy ends with a `result`.
+	CopyImage(ctx context.Context, in *CopyImageRequest, opts ...grpc.CallOption) (ImageService_CopyImageClient, error)
+	// Copies one source image to several targets at once (as CopyImage does
+	// for one), in one stream whose messages name their target by index.
+	// Each target ends with its own `result`; one target failing does not
+	// fail the others, and its result carries the status. The stream itself
+	// fails only for an invalid request or a source that cannot be read.
+	DistributeImage(ctx context.Context, in *DistributeImageRequest, opts ...grpc.CallOption) (ImageService_DistributeImageClient, error)
 }
 
 type imageServiceClient struct {
@@ -113,6 +137,70 @@ func (c *imageServiceClient) TestConnection(ctx context.Context, in *TestConnect
 	return out, nil
 }
 
+func (c *imageServiceClient) CopyImage(ctx context.Context, in *CopyImageRequest, opts ...grpc.CallOption) (ImageService_CopyImageClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_ImageService_serviceDesc.Streams[0], "/berth.v1.ImageService/CopyImage", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &imageServiceCopyImageClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type ImageService_CopyImageClient interface {
+	Recv() (*CopyImageResponse, error)
+	grpc.ClientStream
+}
+
+type imageServiceCopyImageClient struct {
+	grpc.ClientStream
+}
+
+func (x *imageServiceCopyImageClient) Recv() (*CopyImageResponse, error) {
+	m := new(CopyImageResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *imageServiceClient) DistributeImage(ctx context.Context, in *DistributeImageRequest, opts ...grpc.CallOption) (ImageService_DistributeImageClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_ImageService_serviceDesc.Streams[1], "/berth.v1.ImageService/DistributeImage", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &imageServiceDistributeImageClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type ImageService_DistributeImageClient interface {
+	Recv() (*DistributeImageResponse, error)
+	grpc.ClientStream
+}
+
+type imageServiceDistributeImageClient struct {
+	grpc.ClientStream
+}
+
+func (x *imageServiceDistributeImageClient) Recv() (*DistributeImageResponse, error) {
+	m := new(DistributeImageResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // ImageServiceServer is the server API for ImageService service.
 // All implementations must embed UnimplementedImageServiceServer
 // for forward compatibility
@@ -140,6 +228,30 @@ type ImageServiceServer interface {
 	// verifies and its credentials are accepted. Connection problems are
 	// reported in the response, not as errors.
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
+	// Copies an image from a source registry to a target registry, server
+	// side, streaming progress. A multi-platform index is copied whole, with
+	// every platform. Manifests are copied byte for byte, so the target digest
+	// is the source digest. Blobs stream through berth (never held whole in
+	// memory), up to 4 at a time; a blob the target already has is skipped;
+	// within one registry a blob is mounted from the source repository rather
+	// than copied. Every blob's digest and size are verified; a broken
+	// transfer is retried (3 attempts, each in a fresh upload session).
+	// Manifests go children first and the tag last, so a copy that fails
+	// leaves no tag pointing at a partial image.
+	//
+	// Needs the `credentials` role on the source's project and on the
+	// target's. Invalid fields, an unknown registry or a refused role are
+	// answered at once, before the stream starts; a failure during the copy
+	// ends the stream with its status (a registry that refuses berth's
+	// credentials is FAILED_PRECONDITION, one that cannot be reached
+	// UNAVAILABLE). A successful copy ends with a `result`.
+	CopyImage(*CopyImageRequest, ImageService_CopyImageServer) error
+	// Copies one source image to several targets at once (as CopyImage does
+	// for one), in one stream whose messages name their target by index.
+	// Each target ends with its own `result`; one target failing does not
+	// fail the others, and its result carries the status. The stream itself
+	// fails only for an invalid request or a source that cannot be read.
+	DistributeImage(*DistributeImageRequest, ImageService_DistributeImageServer) error
 	mustEmbedUnimplementedImageServiceServer()
 }
 
@@ -167,6 +279,12 @@ func (UnimplementedImageServiceServer) GetImage(context.Context, *GetImageReques
 }
 func (UnimplementedImageServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TestConnection not implemented")
+}
+func (UnimplementedImageServiceServer) CopyImage(*CopyImageRequest, ImageService_CopyImageServer) error {
+	return status.Errorf(codes.Unimplemented, "method CopyImage not implemented")
+}
+func (UnimplementedImageServiceServer) DistributeImage(*DistributeImageRequest, ImageService_DistributeImageServer) error {
+	return status.Errorf(codes.Unimplemented, "method DistributeImage not implemented")
 }
 func (UnimplementedImageServiceServer) mustEmbedUnimplementedImageServiceServer() {}
 
@@ -307,6 +425,48 @@ func _ImageService_TestConnection_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageService_CopyImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CopyImageRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ImageServiceServer).CopyImage(m, &imageServiceCopyImageServer{stream})
+}
+
+type ImageService_CopyImageServer interface {
+	Send(*CopyImageResponse) error
+	grpc.ServerStream
+}
+
+type imageServiceCopyImageServer struct {
+	grpc.ServerStream
+}
+
+func (x *imageServiceCopyImageServer) Send(m *CopyImageResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _ImageService_DistributeImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DistributeImageRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ImageServiceServer).DistributeImage(m, &imageServiceDistributeImageServer{stream})
+}
+
+type ImageService_DistributeImageServer interface {
+	Send(*DistributeImageResponse) error
+	grpc.ServerStream
+}
+
+type imageServiceDistributeImageServer struct {
+	grpc.ServerStream
+}
+
+func (x *imageServiceDistributeImageServer) Send(m *DistributeImageResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _ImageService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "berth.v1.ImageService",
 	HandlerType: (*ImageServiceServer)(nil),
@@ -340,6 +500,17 @@ var _ImageService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _ImageService_TestConnection_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CopyImage",
+			Handler:       _ImageService_CopyImage_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DistributeImage",
+			Handler:       _ImageService_DistributeImage_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "berth/v1/image.proto",
 }
