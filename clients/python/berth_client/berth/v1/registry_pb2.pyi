@@ -1,6 +1,7 @@
 import datetime
 
 from berth_client.berth.v1 import types_pb2 as _types_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -20,12 +21,35 @@ class CredentialMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDENTIAL_MODE_SWR_AKSK: _ClassVar[CredentialMode]
     CREDENTIAL_MODE_GAR_JSON_KEY: _ClassVar[CredentialMode]
     CREDENTIAL_MODE_ECR_TOKEN: _ClassVar[CredentialMode]
+
+class RegistryEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REGISTRY_EVENT_KIND_UNSPECIFIED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_CREATED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_UPDATED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_TLS_CHANGED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_DELETED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_DEFAULT_CHANGED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_LEFT_SCOPE: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_EXISTING: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_SYNCED: _ClassVar[RegistryEventKind]
+    REGISTRY_EVENT_KIND_PROGRESS: _ClassVar[RegistryEventKind]
 CREDENTIAL_MODE_UNSPECIFIED: CredentialMode
 CREDENTIAL_MODE_STATIC: CredentialMode
 CREDENTIAL_MODE_ANONYMOUS: CredentialMode
 CREDENTIAL_MODE_SWR_AKSK: CredentialMode
 CREDENTIAL_MODE_GAR_JSON_KEY: CredentialMode
 CREDENTIAL_MODE_ECR_TOKEN: CredentialMode
+REGISTRY_EVENT_KIND_UNSPECIFIED: RegistryEventKind
+REGISTRY_EVENT_KIND_CREATED: RegistryEventKind
+REGISTRY_EVENT_KIND_UPDATED: RegistryEventKind
+REGISTRY_EVENT_KIND_TLS_CHANGED: RegistryEventKind
+REGISTRY_EVENT_KIND_DELETED: RegistryEventKind
+REGISTRY_EVENT_KIND_DEFAULT_CHANGED: RegistryEventKind
+REGISTRY_EVENT_KIND_LEFT_SCOPE: RegistryEventKind
+REGISTRY_EVENT_KIND_EXISTING: RegistryEventKind
+REGISTRY_EVENT_KIND_SYNCED: RegistryEventKind
+REGISTRY_EVENT_KIND_PROGRESS: RegistryEventKind
 
 class Registry(_message.Message):
     __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag")
@@ -104,12 +128,14 @@ class UpdateRegistryRequest(_message.Message):
     def __init__(self, registry: _Optional[_Union[Registry, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class DeleteRegistryRequest(_message.Message):
-    __slots__ = ("id", "etag")
+    __slots__ = ("id", "etag", "force")
     ID_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     etag: str
-    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DeleteRegistryResponse(_message.Message):
     __slots__ = ()
@@ -166,3 +192,71 @@ class FieldDescriptor(_message.Message):
     pattern: str
     help: str
     def __init__(self, name: _Optional[str] = ..., label: _Optional[str] = ..., required: _Optional[bool] = ..., secret: _Optional[bool] = ..., default_value: _Optional[str] = ..., pattern: _Optional[str] = ..., help: _Optional[str] = ...) -> None: ...
+
+class WatchRegistriesRequest(_message.Message):
+    __slots__ = ("from_revision", "initial_state", "project")
+    FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    from_revision: int
+    initial_state: bool
+    project: str
+    def __init__(self, from_revision: _Optional[int] = ..., initial_state: _Optional[bool] = ..., project: _Optional[str] = ...) -> None: ...
+
+class WatchRegistriesResponse(_message.Message):
+    __slots__ = ("revision", "kind", "registry", "changed_fields", "previous_default_id", "time", "actor")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DEFAULT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    kind: RegistryEventKind
+    registry: Registry
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    previous_default_id: str
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    def __init__(self, revision: _Optional[int] = ..., kind: _Optional[_Union[RegistryEventKind, str]] = ..., registry: _Optional[_Union[Registry, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., previous_default_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RecordRegistryUsageRequest(_message.Message):
+    __slots__ = ("registry_id", "project", "user", "ttl")
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    registry_id: str
+    project: str
+    user: str
+    ttl: _duration_pb2.Duration
+    def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RegistryUsage(_message.Message):
+    __slots__ = ("registry_id", "project", "user", "recorded_by", "record_time", "expire_time")
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_BY_FIELD_NUMBER: _ClassVar[int]
+    RECORD_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    registry_id: str
+    project: str
+    user: str
+    recorded_by: str
+    record_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., user: _Optional[str] = ..., recorded_by: _Optional[str] = ..., record_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListRegistryUsageRequest(_message.Message):
+    __slots__ = ("registry_id",)
+    REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    registry_id: str
+    def __init__(self, registry_id: _Optional[str] = ...) -> None: ...
+
+class ListRegistryUsageResponse(_message.Message):
+    __slots__ = ("usages",)
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    usages: _containers.RepeatedCompositeFieldContainer[RegistryUsage]
+    def __init__(self, usages: _Optional[_Iterable[_Union[RegistryUsage, _Mapping]]] = ...) -> None: ...

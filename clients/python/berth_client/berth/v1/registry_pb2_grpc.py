@@ -79,6 +79,21 @@ class RegistryServiceStub:
                 request_serializer=berth_dot_v1_dot_registry__pb2.ListProvidersRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_registry__pb2.ListProvidersResponse.FromString,
                 _registered_method=True)
+        self.WatchRegistries = channel.unary_stream(
+                '/berth.v1.RegistryService/WatchRegistries',
+                request_serializer=berth_dot_v1_dot_registry__pb2.WatchRegistriesRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_registry__pb2.WatchRegistriesResponse.FromString,
+                _registered_method=True)
+        self.RecordRegistryUsage = channel.unary_unary(
+                '/berth.v1.RegistryService/RecordRegistryUsage',
+                request_serializer=berth_dot_v1_dot_registry__pb2.RecordRegistryUsageRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_registry__pb2.RegistryUsage.FromString,
+                _registered_method=True)
+        self.ListRegistryUsage = channel.unary_unary(
+                '/berth.v1.RegistryService/ListRegistryUsage',
+                request_serializer=berth_dot_v1_dot_registry__pb2.ListRegistryUsageRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_registry__pb2.ListRegistryUsageResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -127,7 +142,8 @@ class RegistryServiceServicer:
 
     def DeleteRegistry(self, request, context):
         """Deletes a registry. A stale etag is ABORTED. Deleting the default leaves
-        no default.
+        no default. A registry in use (see RecordRegistryUsage) is
+        FAILED_PRECONDITION naming its users, unless `force` is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +171,38 @@ class RegistryServiceServicer:
         checked, and how berth makes its docker login, so a UI or CLI can build
         its form without knowing providers. CreateRegistry validates with the
         same table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRegistries(self, request, context):
+        """Streams registry changes (created, updated, TLS settings changed,
+        deleted, default changed) in commit order, each with a revision that
+        grows by one per change across all replicas. Resume after a disconnect
+        by sending the last revision you processed as from_revision: you get
+        every later change, in order, none lost or repeated. A revision older
+        than the feed keeps is OUT_OF_RANGE (reason REVISION_COMPACTED): list
+        again, or watch with initial_state. Events never carry a secret, and a
+        caller only sees registries it may read. A change made through any
+        replica reaches every watcher within about a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRegistryUsage(self, request, context):
+        """Records that a workflow, environment or other consumer uses a registry
+        for a project, until `ttl` passes without it being recorded again.
+        While any use is current, DeleteRegistry refuses without `force`.
+        Needs `reader` on the project; the registry's scope must include it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRegistryUsage(self, request, context):
+        """The current (unexpired) uses of a registry, by project and user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +250,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListProviders,
                     request_deserializer=berth_dot_v1_dot_registry__pb2.ListProvidersRequest.FromString,
                     response_serializer=berth_dot_v1_dot_registry__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'WatchRegistries': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRegistries,
+                    request_deserializer=berth_dot_v1_dot_registry__pb2.WatchRegistriesRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_registry__pb2.WatchRegistriesResponse.SerializeToString,
+            ),
+            'RecordRegistryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRegistryUsage,
+                    request_deserializer=berth_dot_v1_dot_registry__pb2.RecordRegistryUsageRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_registry__pb2.RegistryUsage.SerializeToString,
+            ),
+            'ListRegistryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRegistryUsage,
+                    request_deserializer=berth_dot_v1_dot_registry__pb2.ListRegistryUsageRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_registry__pb2.ListRegistryUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -425,6 +488,87 @@ class RegistryService:
             '/berth.v1.RegistryService/ListProviders',
             berth_dot_v1_dot_registry__pb2.ListProvidersRequest.SerializeToString,
             berth_dot_v1_dot_registry__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRegistries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/berth.v1.RegistryService/WatchRegistries',
+            berth_dot_v1_dot_registry__pb2.WatchRegistriesRequest.SerializeToString,
+            berth_dot_v1_dot_registry__pb2.WatchRegistriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRegistryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.RegistryService/RecordRegistryUsage',
+            berth_dot_v1_dot_registry__pb2.RecordRegistryUsageRequest.SerializeToString,
+            berth_dot_v1_dot_registry__pb2.RegistryUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRegistryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.RegistryService/ListRegistryUsage',
+            berth_dot_v1_dot_registry__pb2.ListRegistryUsageRequest.SerializeToString,
+            berth_dot_v1_dot_registry__pb2.ListRegistryUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,7 +34,8 @@ type RegistryServiceClient interface {
 	// applied one after the other.
 	UpdateRegistry(ctx context.Context, in *UpdateRegistryRequest, opts ...grpc.CallOption) (*Registry, error)
 	// Deletes a registry. A stale etag is ABORTED. Deleting the default leaves
-	// no default.
+	// no default. A registry in use (see RecordRegistryUsage) is
+	// FAILED_PRECONDITION naming its users, unless `force` is set.
 	DeleteRegistry(ctx context.Context, in *DeleteRegistryRequest, opts ...grpc.CallOption) (*DeleteRegistryResponse, error)
 	// Makes a registry the default, replacing the previous default
 	// atomically. There is at most one default at any time.
@@ -48,6 +49,23 @@ type RegistryServiceClient interface {
 	// its form without knowing providers. CreateRegistry validates with the
 	// same table.
 	ListProviders(ctx context.Context, in *ListProvidersRequest, opts ...grpc.CallOption) (*ListProvidersResponse, error)
+	// Streams registry changes (created, updated, TLS settings changed,
+	// deleted, default changed) in commit order, each with a revision that
+	// grows by one per change across all replicas. Resume after a disconnect
+	// by sending the last revision you processed as from_revision: you get
+	// every later change, in order, none lost or repeated. A revision older
+	// than the feed keeps is OUT_OF_RANGE (reason REVISION_COMPACTED): list
+	// again, or watch with initial_state. Events never carry a secret, and a
+	// caller only sees registries it may read. A change made through any
+	// replica reaches every watcher within about a second.
+	WatchRegistries(ctx context.Context, in *WatchRegistriesRequest, opts ...grpc.CallOption) (RegistryService_WatchRegistriesClient, error)
+	// Records that a workflow, environment or other consumer uses a registry
+	// for a project, until `ttl` passes without it being recorded again.
+	// While any use is current, DeleteRegistry refuses without `force`.
+	// Needs `reader` on the project; the registry's scope must include it.
+	RecordRegistryUsage(ctx context.Context, in *RecordRegistryUsageRequest, opts ...grpc.CallOption) (*RegistryUsage, error)
+	// The current (unexpired) uses of a registry, by project and user.
+	ListRegistryUsage(ctx context.Context, in *ListRegistryUsageRequest, opts ...grpc.CallOption) (*ListRegistryUsageResponse, error)
 }
 
 type registryServiceClient struct {
@@ -130,6 +148,56 @@ func (c *registryServiceClient) ListProviders(ctx context.Context, in *ListProvi
 	return out, nil
 }
 
+func (c *registryServiceClient) WatchRegistries(ctx context.Context, in *WatchRegistriesRequest, opts ...grpc.CallOption) (RegistryService_WatchRegistriesClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_RegistryService_serviceDesc.Streams[0], "/berth.v1.RegistryService/WatchRegistries", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &registryServiceWatchRegistriesClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type RegistryService_WatchRegistriesClient interface {
+	Recv() (*WatchRegistriesResponse, error)
+	grpc.ClientStream
+}
+
+type registryServiceWatchRegistriesClient struct {
+	grpc.ClientStream
+}
+
+func (x *registryServiceWatchRegistriesClient) Recv() (*WatchRegistriesResponse, error) {
+	m := new(WatchRegistriesResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *registryServiceClient) RecordRegistryUsage(ctx context.Context, in *RecordRegistryUsageRequest, opts ...grpc.CallOption) (*RegistryUsage, error) {
+	out := new(RegistryUsage)
+	err := c.cc.Invoke(ctx, "/berth.v1.RegistryService/RecordRegistryUsage", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListRegistryUsage(ctx context.Context, in *ListRegistryUsageRequest, opts ...grpc.CallOption) (*ListRegistryUsageResponse, error) {
+	out := new(ListRegistryUsageResponse)
+	err := c.cc.Invoke(ctx, "/berth.v1.RegistryService/ListRegistryUsage", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility
@@ -151,7 +219,8 @@ type RegistryServiceServer interface {
 	// applied one after the other.
 	UpdateRegistry(context.Context, *UpdateRegistryRequest) (*Registry, error)
 	// Deletes a registry. A stale etag is ABORTED. Deleting the default leaves
-	// no default.
+	// no default. A registry in use (see RecordRegistryUsage) is
+	// FAILED_PRECONDITION naming its users, unless `force` is set.
 	DeleteRegistry(context.Context, *DeleteRegistryRequest) (*DeleteRegistryResponse, error)
 	// Makes a registry the default, replacing the previous default
 	// atomically. There is at most one default at any time.
@@ -165,6 +234,23 @@ type RegistryServiceServer interface {
 	// its form without knowing providers. CreateRegistry validates with the
 	// same table.
 	ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error)
+	// Streams registry changes (created, updated, TLS settings changed,
+	// deleted, default changed) in commit order, each with a revision that
+	// grows by one per change across all replicas. Resume after a disconnect
+	// by sending the last revision you processed as from_revision: you get
+	// every later change, in order, none lost or repeated. A revision older
+	// than the feed keeps is OUT_OF_RANGE (reason REVISION_COMPACTED): list
+	// again, or watch with initial_state. Events never carry a secret, and a
+	// caller only sees registries it may read. A change made through any
+	// replica reaches every watcher within about a second.
+	WatchRegistries(*WatchRegistriesRequest, RegistryService_WatchRegistriesServer) error
+	// Records that a workflow, environment or other consumer uses a registry
+	// for a project, until `ttl` passes without it being recorded again.
+	// While any use is current, DeleteRegistry refuses without `force`.
+	// Needs `reader` on the project; the registry's scope must include it.
+	RecordRegistryUsage(context.Context, *RecordRegistryUsageRequest) (*RegistryUsage, error)
+	// The current (unexpired) uses of a registry, by project and user.
+	ListRegistryUsage(context.Context, *ListRegistryUsageRequest) (*ListRegistryUsageResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -195,6 +281,15 @@ func (UnimplementedRegistryServiceServer) GetDefaultRegistry(context.Context, *G
 }
 func (UnimplementedRegistryServiceServer) ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListProviders not implemented")
+}
+func (UnimplementedRegistryServiceServer) WatchRegistries(*WatchRegistriesRequest, RegistryService_WatchRegistriesServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchRegistries not implemented")
+}
+func (UnimplementedRegistryServiceServer) RecordRegistryUsage(context.Context, *RecordRegistryUsageRequest) (*RegistryUsage, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecordRegistryUsage not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListRegistryUsage(context.Context, *ListRegistryUsageRequest) (*ListRegistryUsageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRegistryUsage not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 
@@ -353,6 +448,63 @@ func _RegistryService_ListProviders_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_WatchRegistries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRegistriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RegistryServiceServer).WatchRegistries(m, &registryServiceWatchRegistriesServer{stream})
+}
+
+type RegistryService_WatchRegistriesServer interface {
+	Send(*WatchRegistriesResponse) error
+	grpc.ServerStream
+}
+
+type registryServiceWatchRegistriesServer struct {
+	grpc.ServerStream
+}
+
+func (x *registryServiceWatchRegistriesServer) Send(m *WatchRegistriesResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _RegistryService_RecordRegistryUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordRegistryUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RecordRegistryUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/berth.v1.RegistryService/RecordRegistryUsage",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RecordRegistryUsage(ctx, req.(*RecordRegistryUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListRegistryUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRegistryUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListRegistryUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/berth.v1.RegistryService/ListRegistryUsage",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListRegistryUsage(ctx, req.(*ListRegistryUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RegistryService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "berth.v1.RegistryService",
 	HandlerType: (*RegistryServiceServer)(nil),
@@ -389,7 +541,21 @@ var _RegistryService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "ListProviders",
 			Handler:    _RegistryService_ListProviders_Handler,
 		},
+		{
+			MethodName: "RecordRegistryUsage",
+			Handler:    _RegistryService_RecordRegistryUsage_Handler,
+		},
+		{
+			MethodName: "ListRegistryUsage",
+			Handler:    _RegistryService_ListRegistryUsage_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRegistries",
+			Handler:       _RegistryService_WatchRegistries_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "berth/v1/registry.proto",
 }
