@@ -7,7 +7,7 @@ use prost_types::Timestamp;
 use crate::feed::WatchItem;
 use crate::store::EventKind;
 
-use crate::domain::{Provider, RegistryInput, Scope};
+use crate::domain::{CredentialMode, Provider, RegistryInput, Scope};
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::secret::Secret;
@@ -36,9 +36,33 @@ pub fn provider_to_pb(p: Provider) -> i32 {
         .map_or(0, |i| i as i32 + 1)
 }
 
+/// Proto enum value → credential mode. 0 is "not given" (the provider's
+/// default); other unknown numbers are named.
+pub fn credential_mode(v: i32, field: &str) -> Result<Option<CredentialMode>> {
+    match v {
+        0 => Ok(None),
+        n => usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| CredentialMode::ALL.get(i).copied())
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("unknown credential mode value {n}"))),
+    }
+}
+
+/// Credential mode → proto enum value (enum order matches
+/// `CredentialMode::ALL`).
+pub fn credential_mode_to_pb(m: CredentialMode) -> i32 {
+    CredentialMode::ALL
+        .iter()
+        .position(|x| *x == m)
+        .map_or(0, |i| i as i32 + 1)
+}
+
 /// A Registry message as input.
 pub fn registry_input(r: pb::Registry) -> Result<RegistryInput> {
     let provider = provider(r.provider, "registry.provider")?;
+    let credential_mode = credential_mode(r.credential_mode, "registry.credential_mode")?;
     let (all_projects, projects) = match r.scope {
         Some(s) => (s.all_projects, s.projects),
         None => (false, Vec::new()),
@@ -59,6 +83,8 @@ pub fn registry_input(r: pb::Registry) -> Result<RegistryInput> {
         projects,
         tls_verify,
         ca_cert_pem,
+        credential_mode,
+        instance_id: r.instance_id,
     })
 }
 
@@ -92,17 +118,16 @@ pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
         create_time: Some(timestamp(r.create_time_us)),
         update_time: Some(timestamp(r.update_time_us)),
         updated_by: r.updated_by,
+        credential_mode: credential_mode_to_pb(r.spec.credential_mode),
+        instance_id: r.spec.instance_id,
     }
 }
 
 /// A provider descriptor as a message.
 pub fn descriptor_to_pb(d: crate::domain::descriptor::Descriptor) -> pb::ProviderDescriptor {
-    use crate::domain::descriptor::CredentialMode as M;
-    pb::ProviderDescriptor {
-        provider: provider_to_pb(d.provider),
-        display_name: d.display_name.to_string(),
-        fields: d
-            .fields
+    use crate::domain::descriptor::Field;
+    let fields = |fields: Vec<Field>| -> Vec<pb::FieldDescriptor> {
+        fields
             .into_iter()
             .map(|f| pb::FieldDescriptor {
                 name: f.name.into(),
@@ -113,18 +138,25 @@ pub fn descriptor_to_pb(d: crate::domain::descriptor::Descriptor) -> pb::Provide
                 pattern: f.pattern.into(),
                 help: f.help.into(),
             })
-            .collect(),
+            .collect()
+    };
+    pb::ProviderDescriptor {
+        provider: provider_to_pb(d.provider),
+        display_name: d.display_name.to_string(),
+        fields: fields(d.fields),
         credential_modes: d
             .credential_modes
             .into_iter()
-            .map(|m| {
-                (match m {
-                    M::Static => pb::CredentialMode::Static,
-                    M::Anonymous => pb::CredentialMode::Anonymous,
-                    M::SwrAksk => pb::CredentialMode::SwrAksk,
-                    M::GarJsonKey => pb::CredentialMode::GarJsonKey,
-                    M::EcrToken => pb::CredentialMode::EcrToken,
-                }) as i32
+            .map(credential_mode_to_pb)
+            .collect(),
+        modes: d
+            .modes
+            .into_iter()
+            .map(|m| pb::CredentialModeDescriptor {
+                mode: credential_mode_to_pb(m.mode),
+                display_name: m.display_name.into(),
+                help: m.help.into(),
+                fields: fields(m.fields),
             })
             .collect(),
     }
@@ -163,6 +195,8 @@ impl fmt::Debug for pb::Registry {
             .field("is_default", &self.is_default)
             .field("scope", &self.scope)
             .field("tls", &self.tls)
+            .field("credential_mode", &self.credential_mode)
+            .field("instance_id", &self.instance_id)
             .field("etag", &self.etag)
             .finish_non_exhaustive()
     }
@@ -246,6 +280,22 @@ mod tests {
                 Ok(p.as_str())
             );
         }
+    }
+
+    #[test]
+    fn credential_mode_numbers_match_the_proto() {
+        assert_eq!(credential_mode(0, "f").expect("ok"), None);
+        for m in CredentialMode::ALL {
+            let n = credential_mode_to_pb(m);
+            assert_eq!(
+                pb::CredentialMode::try_from(n).map(|x| x.as_str_name()),
+                Ok(format!("CREDENTIAL_MODE_{}", m.as_str()).as_str())
+            );
+            assert_eq!(credential_mode(n, "f").expect("ok"), Some(m));
+        }
+        assert!(credential_mode(8, "f").is_err());
+        assert!(credential_mode(-1, "f").is_err());
+        assert!(credential_mode(i32::MIN, "f").is_err());
     }
 
     #[test]

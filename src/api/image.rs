@@ -6,7 +6,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::AppState;
-use super::convert::{provider, timestamp_of};
+use super::convert::{credential_mode, provider, timestamp_of};
 use super::middleware::caller;
 use crate::copy::{BlobState, Copier, Event, SourceSpec, TargetSpec, Update};
 use crate::domain::RegistryInput;
@@ -227,6 +227,8 @@ impl ImageService for ImageApi {
                     all_projects: true,
                     tls_verify: s.tls.as_ref().and_then(|t| t.verify),
                     ca_cert_pem: s.tls.map(|t| t.ca_cert_pem).unwrap_or_default(),
+                    credential_mode: credential_mode(s.credential_mode, "spec.credential_mode")?,
+                    instance_id: s.instance_id,
                     ..Default::default()
                 };
                 let secret = input.secret.clone();

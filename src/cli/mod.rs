@@ -114,7 +114,7 @@ pub struct CreateArgs {
     /// Namespace / organization / project.
     #[arg(long, default_value = "")]
     namespace: String,
-    /// Region (SWR, ECR).
+    /// Region (SWR, ECR, the ACR/TCR access-key modes).
     #[arg(long, default_value = "")]
     region: String,
     /// Nexus repository.
@@ -141,6 +141,15 @@ pub struct CreateArgs {
     /// Make it the default registry.
     #[arg(long)]
     default: bool,
+    /// How berth makes the docker login, e.g. ACR_ACCESS_KEY or
+    /// TCR_ACCESS_KEY (the `CREDENTIAL_MODE_` prefix may be left out);
+    /// the provider's default when omitted.
+    #[arg(long)]
+    credential_mode: Option<String>,
+    /// ACR Enterprise / TCR Enterprise instance id, when the address does
+    /// not name the instance.
+    #[arg(long, default_value = "")]
+    instance_id: String,
 }
 
 /// `berth image …`.
@@ -287,6 +296,18 @@ fn provider_value(name: &str) -> anyhow::Result<i32> {
         .with_context(|| format!("unknown provider `{name}`"))
 }
 
+fn credential_mode_value(name: &str) -> anyhow::Result<i32> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CREDENTIAL_MODE_") {
+        upper
+    } else {
+        format!("CREDENTIAL_MODE_{upper}")
+    };
+    pb::CredentialMode::from_str_name(&full)
+        .map(|m| m as i32)
+        .with_context(|| format!("unknown credential mode `{name}`"))
+}
+
 /// Runs `berth registry …`.
 pub async fn registry(cmd: RegistryCommand, args: &ClientArgs) -> anyhow::Result<()> {
     let mut c = RegistryServiceClient::new(channel(args).await?);
@@ -364,6 +385,13 @@ pub async fn registry(cmd: RegistryCommand, args: &ClientArgs) -> anyhow::Result
                     verify: Some(!a.insecure),
                     ca_cert_pem,
                 }),
+                credential_mode: a
+                    .credential_mode
+                    .as_deref()
+                    .map(credential_mode_value)
+                    .transpose()?
+                    .unwrap_or(0),
+                instance_id: a.instance_id,
                 ..Default::default()
             };
             let r = c

@@ -48,6 +48,10 @@ fn registry_json(r: &pb::Registry) -> Value {
         "tls": {"verify": tls.verify.unwrap_or(true), "caCertPem": tls.ca_cert_pem},
         "createTime": ts(&r.create_time), "updateTime": ts(&r.update_time),
         "updatedBy": r.updated_by, "etag": r.etag,
+        "credentialMode": pb::CredentialMode::try_from(r.credential_mode)
+            .map(|m| m.as_str_name().to_owned())
+            .unwrap_or_else(|_| r.credential_mode.to_string()),
+        "instanceId": r.instance_id,
     })
 }
 

@@ -111,6 +111,11 @@ impl RegistryAddress {
         }
     }
 
+    /// The host alone, lowercase (IPv6 literals in brackets), no port.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The scheme berth uses to reach the registry.
     pub fn scheme(&self) -> Scheme {
         self.scheme

@@ -2,22 +2,8 @@
 //! [`Provider::rules`] plus the words each provider uses for its fields.
 //! Validation reads the same table, so the form and the server agree.
 
-use super::provider::{Need, Provider};
-
-/// How berth makes a provider's docker login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialMode {
-    /// Stored username and password.
-    Static,
-    /// No credentials.
-    Anonymous,
-    /// SWR login from AK/SK.
-    SwrAksk,
-    /// GAR `_json_key_base64`.
-    GarJsonKey,
-    /// ECR token.
-    EcrToken,
-}
+pub use super::provider::CredentialMode;
+use super::provider::{Need, Provider, Rules};
 
 /// One form field.
 #[derive(Debug, Clone)]
@@ -47,8 +33,23 @@ pub struct Descriptor {
     pub display_name: &'static str,
     /// Fields it uses, in form order.
     pub fields: Vec<Field>,
-    /// Credential modes.
+    /// Credential modes; the first is the default.
     pub credential_modes: Vec<CredentialMode>,
+    /// The form of each mode, in the order of `credential_modes`.
+    pub modes: Vec<ModeDescriptor>,
+}
+
+/// The form of one credential mode.
+#[derive(Debug, Clone)]
+pub struct ModeDescriptor {
+    /// The mode.
+    pub mode: CredentialMode,
+    /// Display name.
+    pub display_name: &'static str,
+    /// How berth makes the login in this mode.
+    pub help: &'static str,
+    /// Fields a registry in this mode uses, in form order.
+    pub fields: Vec<Field>,
 }
 
 /// Patterns matching what validation accepts (see `registry.rs`).
@@ -57,6 +58,8 @@ const NAMESPACE_PATTERN: &str =
 const REGION_PATTERN: &str = r"^[a-z0-9][a-z0-9-]{0,63}$";
 const REPOSITORY_PATTERN: &str = r"^[A-Za-z0-9._-]{1,255}$";
 const USERNAME_PATTERN: &str = r"^[^:\x00-\x1f]{1,256}$";
+const ACR_INSTANCE_PATTERN: &str = r"^cri-[a-z0-9]{1,60}$";
+const TCR_INSTANCE_PATTERN: &str = r"^tcr-[a-z0-9]{1,60}$";
 
 impl Provider {
     /// Display name.
@@ -77,9 +80,35 @@ impl Provider {
         }
     }
 
-    /// The form of this provider's registries.
+    /// The form of this provider's registries: the fields of its default
+    /// credential mode, and the form of every mode.
     pub fn descriptor(self) -> Descriptor {
-        let r = self.rules();
+        let modes: Vec<ModeDescriptor> = self
+            .credential_modes()
+            .iter()
+            .filter_map(|&mode| {
+                let (display_name, help) = mode_text(self, mode);
+                Some(ModeDescriptor {
+                    mode,
+                    display_name,
+                    help,
+                    fields: self.fields(mode, self.rules_for(mode)?),
+                })
+            })
+            .collect();
+        Descriptor {
+            provider: self,
+            display_name: self.display_name(),
+            fields: modes.first().map(|m| m.fields.clone()).unwrap_or_default(),
+            credential_modes: self.credential_modes().to_vec(),
+            modes,
+        }
+    }
+
+    /// The fields of a registry of this provider in `mode` (under `r`).
+    fn fields(self, mode: CredentialMode, r: Rules) -> Vec<Field> {
+        let acr = mode == CredentialMode::AcrAccessKey;
+        let tcr = mode == CredentialMode::TcrAccessKey;
         let (ns_label, ns_help) = match self {
             Provider::Swr => ("Organization", "SWR organization the images live in."),
             Provider::Harbor => ("Project", "Harbor project the images live in."),
@@ -98,6 +127,14 @@ impl Provider {
             _ => ("Namespace", "Namespace (organization) the images live in."),
         };
         let (user_label, user_help) = match self {
+            _ if acr => (
+                "AccessKey ID",
+                "Alibaba Cloud AccessKey ID allowed to call cr:GetAuthorizationToken (and cr:ListInstance to find an instance by name).",
+            ),
+            _ if tcr => (
+                "SecretId",
+                "Tencent Cloud SecretId allowed to call tcr:CreateInstanceToken (and tcr:DescribeInstances to find an instance by name).",
+            ),
             Provider::Swr => (
                 "Access Key",
                 "Huawei Cloud access key (AK); berth derives the docker login.",
@@ -113,6 +150,8 @@ impl Provider {
             _ => ("Docker Username", "User for `docker login`."),
         };
         let (secret_label, secret_help) = match self {
+            _ if acr => ("AccessKey Secret", "Alibaba Cloud AccessKey Secret."),
+            _ if tcr => ("SecretKey", "Tencent Cloud SecretKey."),
             Provider::Swr => ("Secret Key", "Huawei Cloud secret key (SK)."),
             Provider::Ecr => ("Secret Access Key", "AWS secret access key."),
             Provider::Gar => (
@@ -124,6 +163,21 @@ impl Provider {
                 "Password or access token for `docker login`.",
             ),
             _ => ("Docker Password", "Password for `docker login`."),
+        };
+        let region_help = match self {
+            _ if acr => "Alibaba Cloud region of the registry, e.g. `cn-hangzhou`.",
+            _ if tcr => "Tencent Cloud region of the instance, e.g. `ap-guangzhou`.",
+            _ => "Cloud region, e.g. `cn-east-3` or `eu-west-1`.",
+        };
+        let (instance_pattern, instance_help) = match self {
+            Provider::TcrEnterprise => (
+                TCR_INSTANCE_PATTERN,
+                "TCR Enterprise instance id (`tcr-…`); leave empty when the address is `<instance>.tencentcloudcr.com` and berth looks it up by name.",
+            ),
+            _ => (
+                ACR_INSTANCE_PATTERN,
+                "ACR Enterprise Edition instance id (`cri-…`); leave empty when the address is `<instance>-registry.<region>.cr.aliyuncs.com` and berth looks it up by name.",
+            ),
         };
         let address_help = match self {
             Provider::Ecr => "Registry URI, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com`.",
@@ -157,7 +211,7 @@ impl Provider {
             false,
             None,
             REGION_PATTERN,
-            "Cloud region, e.g. `cn-east-3` or `eu-west-1`.",
+            region_help,
         );
         push(
             "address",
@@ -204,19 +258,51 @@ impl Provider {
             "",
             secret_help,
         );
-        let credential_modes = match self {
-            Provider::Swr => vec![CredentialMode::SwrAksk],
-            Provider::Gar => vec![CredentialMode::GarJsonKey],
-            Provider::Ecr => vec![CredentialMode::EcrToken],
-            Provider::Other => vec![CredentialMode::Static, CredentialMode::Anonymous],
-            _ => vec![CredentialMode::Static],
-        };
-        Descriptor {
-            provider: self,
-            display_name: self.display_name(),
-            fields,
-            credential_modes,
-        }
+        push(
+            "instance_id",
+            "Instance ID",
+            r.instance_id,
+            false,
+            None,
+            instance_pattern,
+            instance_help,
+        );
+        fields
+    }
+}
+
+/// Display name and help of a credential mode of `provider`.
+fn mode_text(provider: Provider, mode: CredentialMode) -> (&'static str, &'static str) {
+    match mode {
+        CredentialMode::Static if provider == Provider::Other => (
+            "Username and password",
+            "The stored username and password as they are; leave both empty for anonymous pulls.",
+        ),
+        CredentialMode::Static => (
+            "Username and password",
+            "The stored username and password (or access token) as they are.",
+        ),
+        CredentialMode::Anonymous => ("Anonymous", "No credentials: anonymous pulls."),
+        CredentialMode::SwrAksk => (
+            "Access key",
+            "A long-term login derived from the access key and secret key.",
+        ),
+        CredentialMode::GarJsonKey => (
+            "Service-account key",
+            "`_json_key_base64` and the base64 of the service-account key.",
+        ),
+        CredentialMode::EcrToken => (
+            "Access key (temporary token)",
+            "A 12-hour token from GetAuthorizationToken, cached until shortly before it expires.",
+        ),
+        CredentialMode::AcrAccessKey => (
+            "AccessKey (temporary token)",
+            "A temporary login from the Container Registry API's GetAuthorizationToken, valid for about an hour and cached until shortly before it expires.",
+        ),
+        CredentialMode::TcrAccessKey => (
+            "SecretId/SecretKey (temporary token)",
+            "A temporary login from CreateInstanceToken, valid for about an hour and cached until shortly before it expires.",
+        ),
     }
 }
 
@@ -227,47 +313,82 @@ mod tests {
     use crate::domain::registry::{is_path_component, validate};
     use crate::secret::Secret;
 
-    /// The descriptor and validation agree: filling exactly the required
-    /// fields gives a valid registry, and leaving out any one of them names
-    /// that field.
+    /// The descriptor and validation agree, in every credential mode:
+    /// filling exactly the required fields gives a valid registry, leaving
+    /// out any one of them names that field, and a field the mode does not
+    /// list is refused.
     #[test]
     fn descriptors_match_validation() {
         for p in Provider::ALL {
             let d = p.descriptor();
-            let fill = |skip: Option<&str>| {
-                let mut i = RegistryInput {
-                    provider: Some(p),
-                    all_projects: true,
-                    ..Default::default()
-                };
-                for f in d
-                    .fields
-                    .iter()
-                    .filter(|f| f.required && Some(f.name) != skip)
-                {
-                    match f.name {
-                        "region" => i.region = "eu-west-1".into(),
-                        "address" => i.address = "r.example.com".into(),
-                        "namespace" => i.namespace = "team".into(),
-                        "repository" => i.repository = "docker-hosted".into(),
-                        "username" => i.username = "u".into(),
-                        "secret" => i.secret = Some(Secret::new("s")),
-                        other => panic!("unknown field {other}"),
-                    }
-                }
-                i
-            };
-            assert!(
-                validate(&fill(None), false, "r").is_ok(),
-                "{p}: required fields suffice"
+            assert_eq!(d.modes.len(), d.credential_modes.len(), "{p}");
+            assert_eq!(
+                format!("{:?}", d.fields),
+                format!("{:?}", d.modes[0].fields),
+                "{p}: the top-level fields are the default mode's"
             );
-            for f in d.fields.iter().filter(|f| f.required) {
-                let err = validate(&fill(Some(f.name)), false, "r").expect_err(f.name);
+            for m in &d.modes {
+                let fill = |skip: Option<&str>| {
+                    let mut i = RegistryInput {
+                        provider: Some(p),
+                        credential_mode: Some(m.mode),
+                        all_projects: true,
+                        ..Default::default()
+                    };
+                    for f in m
+                        .fields
+                        .iter()
+                        .filter(|f| f.required && Some(f.name) != skip)
+                    {
+                        match f.name {
+                            "region" => i.region = "eu-west-1".into(),
+                            // An address that names its instance, so that
+                            // the optional instance_id may stay empty.
+                            "address" => {
+                                i.address = match p {
+                                    Provider::AcrEnterprise => {
+                                        "team-registry.cn-hangzhou.cr.aliyuncs.com".into()
+                                    }
+                                    Provider::TcrEnterprise => "team.tencentcloudcr.com".into(),
+                                    _ => "r.example.com".into(),
+                                }
+                            }
+                            "namespace" => i.namespace = "team".into(),
+                            "repository" => i.repository = "docker-hosted".into(),
+                            "username" => i.username = "u".into(),
+                            "secret" => i.secret = Some(Secret::new("s")),
+                            other => panic!("unknown field {other}"),
+                        }
+                    }
+                    i
+                };
+                let what = format!("{p} {}", m.mode);
                 assert!(
-                    err.to_string().contains(&format!("r.{}", f.name)),
-                    "{p} {}: {err}",
-                    f.name
+                    validate(&fill(None), false, "r").is_ok(),
+                    "{what}: required fields suffice"
                 );
+                for f in m.fields.iter().filter(|f| f.required) {
+                    let err = validate(&fill(Some(f.name)), false, "r").expect_err(f.name);
+                    assert!(
+                        err.to_string().contains(&format!("r.{}", f.name)),
+                        "{what} {}: {err}",
+                        f.name
+                    );
+                }
+                let listed = |name: &str| m.fields.iter().any(|f| f.name == name);
+                if !listed("region") {
+                    let mut i = fill(None);
+                    i.region = "eu-west-1".into();
+                    assert!(validate(&i, false, "r").is_err(), "{what}: region unused");
+                }
+                if !listed("instance_id") {
+                    let mut i = fill(None);
+                    i.instance_id = "cri-abc".into();
+                    assert!(
+                        validate(&i, false, "r").is_err(),
+                        "{what}: instance_id unused"
+                    );
+                }
             }
         }
     }
@@ -281,7 +402,13 @@ mod tests {
             let grammar = s.split('/').all(is_path_component);
             assert_eq!(ns.is_match(s), grammar, "{s}");
         }
-        for p in [REGION_PATTERN, REPOSITORY_PATTERN, USERNAME_PATTERN] {
+        for p in [
+            REGION_PATTERN,
+            REPOSITORY_PATTERN,
+            USERNAME_PATTERN,
+            ACR_INSTANCE_PATTERN,
+            TCR_INSTANCE_PATTERN,
+        ] {
             assert!(regex::Regex::new(p).is_ok(), "{p}");
         }
     }

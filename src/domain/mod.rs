@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod descriptor;
+pub mod instance;
 pub mod layout;
 pub mod provider;
 pub mod reference;
@@ -13,6 +14,6 @@ pub mod tag_template;
 pub mod update;
 
 pub use address::{RegistryAddress, Scheme};
-pub use provider::{Need, Provider, Rules};
+pub use provider::{CredentialMode, Need, Provider, Rules};
 pub use registry::{RegistryInput, RegistrySpec, Scope, Tls, validate};
 pub use update::{SecretChange, apply_mask};

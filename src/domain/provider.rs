@@ -32,6 +32,9 @@ pub struct Rules {
     pub username: Need,
     /// Password, token, secret key or service-account key.
     pub secret: Need,
+    /// Cloud instance id (ACR Enterprise, TCR Enterprise in an access-key
+    /// mode). `Optional` there because the address may name the instance.
+    pub instance_id: Need,
     /// Address used when none is given.
     pub default_address: Option<&'static str>,
     /// Username used when none is given.
@@ -67,6 +70,73 @@ pub enum Provider {
     Other,
 }
 
+/// How berth makes a registry's docker login. A provider offers one or
+/// more (the first is its default); the registry's `credential_mode` picks
+/// one, and with it the fields the registry uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialMode {
+    /// Stored username and password.
+    Static,
+    /// No credentials.
+    Anonymous,
+    /// SWR login from AK/SK.
+    SwrAksk,
+    /// GAR `_json_key_base64`.
+    GarJsonKey,
+    /// ECR token.
+    EcrToken,
+    /// Alibaba ACR temporary login from an AccessKey pair.
+    AcrAccessKey,
+    /// Tencent TCR Enterprise temporary login from a SecretId/SecretKey.
+    TcrAccessKey,
+}
+
+impl CredentialMode {
+    /// Every mode, in proto enum order (value 1 first).
+    pub const ALL: [CredentialMode; 7] = [
+        CredentialMode::Static,
+        CredentialMode::Anonymous,
+        CredentialMode::SwrAksk,
+        CredentialMode::GarJsonKey,
+        CredentialMode::EcrToken,
+        CredentialMode::AcrAccessKey,
+        CredentialMode::TcrAccessKey,
+    ];
+
+    /// The name stored in the database (the proto name without its
+    /// `CREDENTIAL_MODE_` prefix).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialMode::Static => "STATIC",
+            CredentialMode::Anonymous => "ANONYMOUS",
+            CredentialMode::SwrAksk => "SWR_AKSK",
+            CredentialMode::GarJsonKey => "GAR_JSON_KEY",
+            CredentialMode::EcrToken => "ECR_TOKEN",
+            CredentialMode::AcrAccessKey => "ACR_ACCESS_KEY",
+            CredentialMode::TcrAccessKey => "TCR_ACCESS_KEY",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn from_name(name: &str) -> Option<CredentialMode> {
+        CredentialMode::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Whether the login is a short-lived token minted from the cloud.
+    pub fn mints_tokens(self) -> bool {
+        matches!(
+            self,
+            CredentialMode::EcrToken | CredentialMode::AcrAccessKey | CredentialMode::TcrAccessKey
+        )
+    }
+}
+
+impl fmt::Display for CredentialMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 use Need::{Optional as O, Required as R, Unused as U};
 
 /// Shorthand for a rules row.
@@ -78,6 +148,7 @@ const fn rules([address, namespace, region, repository, username, secret]: [Need
         repository,
         username,
         secret,
+        instance_id: Need::Unused,
         default_address: None,
         default_username: None,
     }
@@ -123,8 +194,56 @@ impl Provider {
         Provider::ALL.into_iter().find(|p| p.as_str() == name)
     }
 
-    /// Which fields the provider needs, following the integration guide
-    /// (address, namespace, region, repository, username, secret).
+    /// The credential modes the provider offers; the first is the default.
+    pub fn credential_modes(self) -> &'static [CredentialMode] {
+        use CredentialMode as M;
+        match self {
+            Provider::AcrPersonal | Provider::AcrEnterprise => &[M::Static, M::AcrAccessKey],
+            Provider::TcrEnterprise => &[M::Static, M::TcrAccessKey],
+            Provider::Swr => &[M::SwrAksk],
+            Provider::Gar => &[M::GarJsonKey],
+            Provider::Ecr => &[M::EcrToken],
+            Provider::Other => &[M::Static, M::Anonymous],
+            _ => &[M::Static],
+        }
+    }
+
+    /// The mode of a registry that does not choose one.
+    pub fn default_credential_mode(self) -> CredentialMode {
+        self.credential_modes()[0]
+    }
+
+    /// The field rules of a registry of this provider in `mode`; `None`
+    /// when the provider does not offer the mode.
+    pub fn rules_for(self, mode: CredentialMode) -> Option<Rules> {
+        if !self.credential_modes().contains(&mode) {
+            return None;
+        }
+        Some(match mode {
+            // Alibaba ACR: address, namespace, region, AccessKey ID and
+            // Secret; an enterprise instance may be named by id.
+            CredentialMode::AcrAccessKey => Rules {
+                instance_id: if self == Provider::AcrEnterprise {
+                    O
+                } else {
+                    U
+                },
+                ..rules([R, R, R, U, R, R])
+            },
+            // Tencent TCR Enterprise: the same with SecretId/SecretKey.
+            CredentialMode::TcrAccessKey => Rules {
+                instance_id: O,
+                ..rules([R, R, R, U, R, R])
+            },
+            // Anonymous pulls: no username, no secret.
+            CredentialMode::Anonymous => rules([R, R, U, U, U, U]),
+            _ => self.rules(),
+        })
+    }
+
+    /// Which fields the provider needs in its default credential mode,
+    /// following the integration guide (address, namespace, region,
+    /// repository, username, secret).
     pub fn rules(self) -> Rules {
         match self {
             // Alibaba ACR, Tencent TCR, Harbor, JFrog: address, namespace,
@@ -177,6 +296,44 @@ mod tests {
             assert_eq!(Provider::from_name(p.as_str()), Some(p), "{p}");
         }
         assert_eq!(Provider::from_name("ecr"), None);
+    }
+
+    #[test]
+    fn credential_modes_round_trip_and_defaults_keep_old_behaviour() {
+        for m in CredentialMode::ALL {
+            assert_eq!(CredentialMode::from_name(m.as_str()), Some(m), "{m}");
+        }
+        for p in Provider::ALL {
+            let default = p.default_credential_mode();
+            assert!(p.rules_for(default).is_some(), "{p}");
+            // The default mode's rules are the provider's rules.
+            assert_eq!(
+                format!("{:?}", p.rules_for(default)),
+                format!("{:?}", Some(p.rules())),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            Provider::AcrEnterprise.default_credential_mode(),
+            CredentialMode::Static
+        );
+        assert!(
+            Provider::TcrPersonal
+                .rules_for(CredentialMode::TcrAccessKey)
+                .is_none()
+        );
+        assert!(
+            Provider::Harbor
+                .rules_for(CredentialMode::AcrAccessKey)
+                .is_none()
+        );
+        let acr = Provider::AcrPersonal.rules_for(CredentialMode::AcrAccessKey);
+        assert_eq!(
+            acr.map(|r| (r.region, r.instance_id)),
+            Some((Need::Required, Need::Unused))
+        );
+        let tcr = Provider::TcrEnterprise.rules_for(CredentialMode::TcrAccessKey);
+        assert_eq!(tcr.map(|r| r.instance_id), Some(Need::Optional));
     }
 
     #[test]

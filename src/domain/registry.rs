@@ -2,7 +2,8 @@
 //! rest of berth uses, and the rules that turn one into the other.
 
 use super::address::RegistryAddress;
-use super::provider::{Need, Provider};
+use super::instance;
+use super::provider::{CredentialMode, Need, Provider};
 use crate::error::{Error, FieldViolation, Result};
 use crate::secret::Secret;
 
@@ -86,6 +87,10 @@ pub struct RegistryInput {
     pub tls_verify: Option<bool>,
     /// `tls.ca_cert_pem`.
     pub ca_cert_pem: String,
+    /// Credential mode; `None` means the provider's default.
+    pub credential_mode: Option<CredentialMode>,
+    /// Cloud instance id.
+    pub instance_id: String,
 }
 
 /// A validated registry (without its secret, which is stored sealed).
@@ -107,6 +112,10 @@ pub struct RegistrySpec {
     pub scope: Scope,
     /// TLS settings.
     pub tls: Tls,
+    /// How the docker login is made (one of the provider's modes).
+    pub credential_mode: CredentialMode,
+    /// Cloud instance id ("" when unused or derived from the address).
+    pub instance_id: String,
 }
 
 impl RegistrySpec {
@@ -129,6 +138,12 @@ impl RegistrySpec {
             projects,
             tls_verify: Some(self.tls.verify),
             ca_cert_pem: self.tls.ca_cert_pem.clone(),
+            // The provider's default stays "the default", so that changing
+            // the provider alone moves the registry to the new provider's
+            // default mode instead of failing on a mode it does not offer.
+            credential_mode: (self.credential_mode != self.provider.default_credential_mode())
+                .then_some(self.credential_mode),
+            instance_id: self.instance_id.clone(),
         }
     }
 }
@@ -150,7 +165,28 @@ pub fn validate(
             "is required (e.g. HARBOR, ECR, OTHER)",
         ));
     };
-    let rules = provider.rules();
+    let mode = input
+        .credential_mode
+        .unwrap_or_else(|| provider.default_credential_mode());
+    let rules = match provider.rules_for(mode) {
+        Some(rules) => rules,
+        None => {
+            let offered: Vec<&str> = provider
+                .credential_modes()
+                .iter()
+                .map(|m| m.as_str())
+                .collect();
+            // The other fields' rules depend on the mode: nothing more
+            // can be judged.
+            return Err(Error::invalid(
+                f("credential_mode"),
+                format!(
+                    "{mode} is not a credential mode of {provider}; use one of {}",
+                    offered.join(", ")
+                ),
+            ));
+        }
+    };
 
     let address_raw = match (input.address.trim(), rules.default_address) {
         ("", Some(d)) => d,
@@ -202,11 +238,48 @@ pub fn validate(
         &username,
         check_username,
     );
+    let instance_id = input.instance_id.trim();
+    match rules.instance_id {
+        Need::Unused if !instance_id.is_empty() => v.push(FieldViolation::new(
+            f("instance_id"),
+            format!("is not used by {provider} in credential mode {mode}; leave it empty"),
+        )),
+        _ if !instance_id.is_empty() => {
+            if let Err(why) = instance::check_instance_id(provider, instance_id) {
+                v.push(FieldViolation::new(f("instance_id"), why));
+            }
+        }
+        // Optional: the address may name the instance instead.
+        Need::Optional | Need::Required => {
+            let named = address
+                .as_ref()
+                .is_some_and(|a| instance::name_in_address(provider, a.host()).is_some());
+            if address.is_some() && !named {
+                let form = match provider {
+                    Provider::TcrEnterprise => "`<instance>.tencentcloudcr.com`",
+                    _ => "`<instance>-registry.<region>.cr.aliyuncs.com`",
+                };
+                v.push(FieldViolation::new(
+                    f("instance_id"),
+                    format!(
+                        "is required when the address is not {form}: give the instance id (`{}…`)",
+                        instance::id_prefix(provider)
+                    ),
+                ));
+            }
+        }
+        Need::Unused => {}
+    }
 
     match (rules.secret, has_secret) {
         (Need::Required, false) => v.push(FieldViolation::new(
             f("secret"),
             format!("is required for {provider}"),
+        )),
+        // Only a secret sent now: a stored one is simply not used.
+        (Need::Unused, _) if input.secret.is_some() => v.push(FieldViolation::new(
+            f("secret"),
+            format!("is not used by {provider} in credential mode {mode}; leave it empty"),
         )),
         (Need::Optional, _) if has_secret == username.is_empty() => v.push(FieldViolation::new(
             if username.is_empty() {
@@ -251,6 +324,8 @@ pub fn validate(
                 verify: input.tls_verify.unwrap_or(true),
                 ca_cert_pem: input.ca_cert_pem.trim().to_string(),
             },
+            credential_mode: mode,
+            instance_id: instance_id.to_string(),
         }),
         _ => Err(Error::InvalidArgument(v)),
     }
@@ -642,6 +717,100 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn credential_modes_choose_the_fields() {
+        let access_key = |p: Provider, address: &str| RegistryInput {
+            provider: Some(p),
+            credential_mode: Some(CredentialMode::AcrAccessKey),
+            address: address.into(),
+            namespace: "team".into(),
+            region: "cn-hangzhou".into(),
+            username: "LTAI5tExampleKeyId".into(),
+            secret: Some(Secret::new("secret")),
+            all_projects: true,
+            ..Default::default()
+        };
+        // ACR personal: region required, no instance.
+        let i = access_key(Provider::AcrPersonal, "registry.cn-hangzhou.aliyuncs.com");
+        let spec = validate(&i, false, "r").expect("valid");
+        assert_eq!(spec.credential_mode, CredentialMode::AcrAccessKey);
+        assert_eq!(
+            spec.to_input().credential_mode,
+            Some(CredentialMode::AcrAccessKey)
+        );
+        let mut no_region = i.clone();
+        no_region.region.clear();
+        assert_eq!(
+            fields(validate(&no_region, false, "r").expect_err("region")),
+            ["r.region"]
+        );
+        let mut with_instance = i.clone();
+        with_instance.instance_id = "cri-abc".into();
+        assert_eq!(
+            fields(validate(&with_instance, false, "r").expect_err("instance")),
+            ["r.instance_id"]
+        );
+
+        // ACR enterprise: the instance comes from the address or the field.
+        let host = "team-registry.cn-hangzhou.cr.aliyuncs.com";
+        assert!(validate(&access_key(Provider::AcrEnterprise, host), false, "r").is_ok());
+        let mut custom = access_key(Provider::AcrEnterprise, "images.example.com");
+        assert_eq!(
+            fields(validate(&custom, false, "r").expect_err("no instance")),
+            ["r.instance_id"]
+        );
+        custom.instance_id = "cri-kmsiwlxxdcvaduwb".into();
+        assert_eq!(
+            validate(&custom, false, "r").expect("id given").instance_id,
+            "cri-kmsiwlxxdcvaduwb"
+        );
+        custom.instance_id = "tcr-abc".into();
+        assert_eq!(
+            fields(validate(&custom, false, "r").expect_err("bad id")),
+            ["r.instance_id"]
+        );
+
+        // TCR enterprise has its own mode; TCR personal has none.
+        let mut tcr = access_key(Provider::TcrEnterprise, "team.tencentcloudcr.com");
+        assert_eq!(
+            fields(validate(&tcr, false, "r").expect_err("ACR mode")),
+            ["r.credential_mode"]
+        );
+        tcr.credential_mode = Some(CredentialMode::TcrAccessKey);
+        assert!(validate(&tcr, false, "r").is_ok());
+        tcr.provider = Some(Provider::TcrPersonal);
+        assert!(
+            fields(validate(&tcr, false, "r").expect_err("personal"))
+                .contains(&"r.credential_mode".to_string())
+        );
+
+        // The default stays static username/password: region unused.
+        let mut static_acr = access_key(Provider::AcrEnterprise, host);
+        static_acr.credential_mode = None;
+        assert_eq!(
+            fields(validate(&static_acr, false, "r").expect_err("region")),
+            ["r.region"]
+        );
+        static_acr.region.clear();
+        let spec = validate(&static_acr, false, "r").expect("static");
+        assert_eq!(spec.credential_mode, CredentialMode::Static);
+        assert_eq!(spec.to_input().credential_mode, None);
+
+        // Anonymous: no username, no secret.
+        let mut anon = valid(Provider::Other);
+        anon.credential_mode = Some(CredentialMode::Anonymous);
+        let mut f = fields(validate(&anon, false, "r").expect_err("credentials"));
+        f.sort();
+        assert_eq!(f, ["r.secret", "r.username"]);
+        anon.username.clear();
+        anon.secret = None;
+        assert!(validate(&anon, false, "r").is_ok());
+        assert!(
+            validate(&anon, true, "r").is_ok(),
+            "a stored secret is ignored"
+        );
     }
 
     #[test]

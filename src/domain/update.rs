@@ -17,7 +17,7 @@ pub enum SecretChange {
 }
 
 /// Paths an update mask may name.
-pub const MUTABLE_PATHS: [&str; 11] = [
+pub const MUTABLE_PATHS: [&str; 13] = [
     "provider",
     "address",
     "namespace",
@@ -29,6 +29,8 @@ pub const MUTABLE_PATHS: [&str; 11] = [
     "tls",
     "tls.verify",
     "tls.ca_cert_pem",
+    "credential_mode",
+    "instance_id",
 ];
 
 const OUTPUT_ONLY: [&str; 7] = [
@@ -94,6 +96,8 @@ pub fn apply_mask(
             }
             "tls.verify" => merged.tls_verify = patch.tls_verify,
             "tls.ca_cert_pem" => merged.ca_cert_pem = patch.ca_cert_pem.clone(),
+            "credential_mode" => merged.credential_mode = patch.credential_mode,
+            "instance_id" => merged.instance_id = patch.instance_id.clone(),
             _ => {}
         }
     }

@@ -162,6 +162,8 @@ mod tests {
                 username: "robot".into(),
                 scope: Scope::AllProjects,
                 tls: Tls::default(),
+                credential_mode: crate::domain::CredentialMode::Static,
+                instance_id: String::new(),
             },
             has_secret: true,
             is_default: false,

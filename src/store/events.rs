@@ -131,6 +131,12 @@ struct Snapshot {
     update_time_us: i64,
     updated_by: String,
     revision: i64,
+    /// Absent from events written before the field: the provider's
+    /// default mode.
+    #[serde(default)]
+    credential_mode: String,
+    #[serde(default)]
+    instance_id: String,
     /// The scope before a scope-changing update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_scope: Option<StoredScope>,
@@ -190,14 +196,19 @@ impl Snapshot {
             update_time_us: r.update_time_us,
             updated_by: r.updated_by.clone(),
             revision: r.revision,
+            credential_mode: r.spec.credential_mode.as_str().to_owned(),
+            instance_id: r.spec.instance_id.clone(),
         }
     }
 
     fn into_record(self) -> Option<(RegistryRecord, Option<Scope>)> {
         let previous = self.previous_scope.map(StoredScope::into_scope);
+        let provider = Provider::from_name(&self.provider)?;
         let record = RegistryRecord {
             spec: RegistrySpec {
-                provider: Provider::from_name(&self.provider)?,
+                provider,
+                credential_mode: super::rows::credential_mode_of(provider, &self.credential_mode)?,
+                instance_id: self.instance_id,
                 address: RegistryAddress::parse(&self.address).ok()?,
                 namespace: self.namespace,
                 region: self.region,

@@ -889,6 +889,11 @@ fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange)
         old.tls.ca_cert_pem != new.tls.ca_cert_pem,
         "tls.ca_cert_pem",
     );
+    note(
+        old.credential_mode != new.credential_mode,
+        "credential_mode",
+    );
+    note(old.instance_id != new.instance_id, "instance_id");
     out
 }
 
@@ -921,6 +926,12 @@ fn describe_update(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange
     }
     if old.tls.ca_cert_pem != new.tls.ca_cert_pem {
         parts.push("tls.ca_cert_pem".into());
+    }
+    if old.credential_mode != new.credential_mode {
+        parts.push(format!("credential_mode={}", new.credential_mode));
+    }
+    if old.instance_id != new.instance_id {
+        parts.push(format!("instance_id={}", new.instance_id));
     }
     match change {
         SecretChange::Keep => {}

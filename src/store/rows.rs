@@ -3,7 +3,7 @@
 use sea_orm::ActiveValue::Set;
 
 use super::entity::registry;
-use crate::domain::{Provider, RegistryAddress, RegistrySpec, Scope, Tls};
+use crate::domain::{CredentialMode, Provider, RegistryAddress, RegistrySpec, Scope, Tls};
 use crate::error::{Error, Result};
 use crate::secret::Sealed;
 
@@ -66,6 +66,18 @@ pub(super) fn to_active(
         update_time_us: Set(update_time_us),
         updated_by: Set(actor.to_owned()),
         revision: Set(revision),
+        credential_mode: Set(spec.credential_mode.as_str().to_owned()),
+        instance_id: Set(spec.instance_id.clone()),
+    }
+}
+
+/// The stored mode name of a `provider` registry (`""` from rows written
+/// before the column: the provider's default).
+pub(super) fn credential_mode_of(provider: Provider, stored: &str) -> Option<CredentialMode> {
+    if stored.is_empty() {
+        Some(provider.default_credential_mode())
+    } else {
+        CredentialMode::from_name(stored)
     }
 }
 
@@ -79,6 +91,8 @@ pub(super) fn to_record(
     let corrupt = |what: &str| Error::Internal(format!("registry {} has an invalid {what}", r.id));
     let provider = Provider::from_name(&r.provider).ok_or_else(|| corrupt("provider"))?;
     let address = RegistryAddress::parse(&r.address).map_err(|_| corrupt("address"))?;
+    let credential_mode = credential_mode_of(provider, &r.credential_mode)
+        .ok_or_else(|| corrupt("credential mode"))?;
     let scope = if r.all_projects {
         Scope::AllProjects
     } else {
@@ -98,6 +112,8 @@ pub(super) fn to_record(
                 verify: r.tls_verify,
                 ca_cert_pem: r.ca_cert_pem,
             },
+            credential_mode,
+            instance_id: r.instance_id,
         },
         id: r.id,
         is_default,

@@ -30,6 +30,11 @@ pub struct Model {
     pub updated_by: String,
     /// Incremented by every update; the etag is derived from it.
     pub revision: i64,
+    /// `CredentialMode` name; `''` (rows from before the column) means the
+    /// provider's default.
+    pub credential_mode: String,
+    /// Cloud instance id; `''` when none is given.
+    pub instance_id: String,
 }
 
 // Debug by hand: the ciphertext is not secret, but it is noise in logs.
