@@ -125,6 +125,18 @@ pub struct Config {
     #[arg(long, env = "BERTH_ECR_ENDPOINT", global = true)]
     pub ecr_endpoint: Option<String>,
 
+    /// Alibaba Cloud Container Registry API endpoint instead of
+    /// `https://cr.<region>.aliyuncs.com`, for ACR registries in access-key
+    /// mode. Meant for tests (a local stub).
+    #[arg(long, env = "BERTH_ACR_ENDPOINT", global = true)]
+    pub acr_endpoint: Option<String>,
+
+    /// Tencent Cloud TCR API endpoint instead of
+    /// `https://tcr.tencentcloudapi.com`, for TCR registries in access-key
+    /// mode. Meant for tests (a local stub).
+    #[arg(long, env = "BERTH_TCR_ENDPOINT", global = true)]
+    pub tcr_endpoint: Option<String>,
+
     /// Seconds berth waits for one registry request (connect: 5 s at most)
     /// before answering DEADLINE_EXCEEDED.
     #[arg(long, env = "BERTH_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]

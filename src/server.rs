@@ -194,7 +194,12 @@ pub async fn run(
                 Ok(store) => {
                     crate::metrics::watch_pool(store.clone());
                     let store_for_health = store.clone();
-                    let minter = crate::credentials::Minter::new(config.ecr_endpoint.clone());
+                    let minter =
+                        crate::credentials::Minter::with_endpoints(crate::credentials::Endpoints {
+                            ecr: config.ecr_endpoint.clone(),
+                            acr: config.acr_endpoint.clone(),
+                            tcr: config.tcr_endpoint.clone(),
+                        });
                     let feed = match Feed::start(
                         store.clone(),
                         FeedOptions {

@@ -252,7 +252,7 @@ fn classify_error(
 
 /// Provider text goes into our errors and logs: keep it short, on one
 /// line, and (defensively; AWS never does this) without the secret.
-fn clean_message(message: &str, secret: &str) -> String {
+pub(super) fn clean_message(message: &str, secret: &str) -> String {
     let redacted = if secret.is_empty() {
         message.to_owned()
     } else {

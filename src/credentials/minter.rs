@@ -1,21 +1,47 @@
-//! Picks how a registry's docker login is made, per provider: stored
+//! Picks how a registry's docker login is made, per credential mode: stored
 //! username and password, a login computed from keys (SWR, GAR), or a
-//! short-lived token from the cloud (ECR, cached).
+//! short-lived token from the cloud (ECR, ACR, TCR; cached).
 
-use super::{CredentialError, Credentials, EcrClient, TokenCache, gar_password, swr_login};
-use crate::domain::{Provider, RegistrySpec, Tls};
+use super::{
+    AcrClient, CredentialError, Credentials, EcrClient, TcrClient, TokenCache, gar_password,
+    swr_login,
+};
+use crate::domain::instance::instance_of;
+use crate::domain::{CredentialMode, RegistrySpec, Tls};
 use crate::secret::Secret;
 use crate::store::RegistryRecord;
 
 /// Mints credentials for registries.
 pub struct Minter {
     ecr: EcrClient,
+    acr: AcrClient,
+    tcr: TcrClient,
     cache: TokenCache,
+}
+
+/// Cloud API endpoints that replace the public ones; `None` means the
+/// cloud's own. Meant for tests (loopback stubs) and private endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// Replaces `https://api.ecr.<region>.amazonaws.com`.
+    pub ecr: Option<String>,
+    /// Replaces `https://cr.<region>.aliyuncs.com`.
+    pub acr: Option<String>,
+    /// Replaces `https://tcr.tencentcloudapi.com`.
+    pub tcr: Option<String>,
 }
 
 impl Minter {
     /// A minter; `ecr_endpoint` replaces the ECR API endpoint (tests).
     pub fn new(ecr_endpoint: Option<String>) -> Self {
+        Self::with_endpoints(Endpoints {
+            ecr: ecr_endpoint,
+            ..Endpoints::default()
+        })
+    }
+
+    /// A minter calling the cloud APIs at `endpoints`.
+    pub fn with_endpoints(endpoints: Endpoints) -> Self {
         // Cloud APIs are reached with the public roots, verification on.
         let http = crate::registry_client::tls::client_config(&Tls::default())
             .ok()
@@ -27,7 +53,9 @@ impl Minter {
             })
             .unwrap_or_default();
         Minter {
-            ecr: EcrClient::new(http, ecr_endpoint),
+            ecr: EcrClient::new(http.clone(), endpoints.ecr),
+            acr: AcrClient::new(http.clone(), endpoints.acr),
+            tcr: TcrClient::new(http, endpoints.tcr),
             cache: TokenCache::default(),
         }
     }
@@ -59,8 +87,8 @@ impl Minter {
                 "no secret is stored for this registry".into(),
             ));
         };
-        match spec.provider {
-            Provider::Swr => {
+        match spec.credential_mode {
+            CredentialMode::SwrAksk => {
                 let (username, password) = swr_login(&spec.region, &spec.username, secret);
                 Ok(Credentials {
                     username,
@@ -69,30 +97,74 @@ impl Minter {
                     expires_at: None,
                 })
             }
-            Provider::Gar => Ok(Credentials {
+            CredentialMode::GarJsonKey => Ok(Credentials {
                 username: spec.username.clone(),
                 password: gar_password(secret)?,
                 server_address,
                 expires_at: None,
             }),
-            Provider::Ecr => {
-                // Keyed by revision: a changed secret is a new key, on every
-                // replica, without any message between them.
-                let key = format!("{}:{}", record.id, record.revision);
-                let mut creds = self
-                    .cache
-                    .get_or_mint(&key, || {
-                        metrics::counter!("berth_token_refreshes_total", "provider" => "ECR")
-                            .increment(1);
-                        self.ecr
-                            .get_authorization_token(&spec.region, &spec.username, secret)
-                    })
-                    .await?;
-                creds.server_address = server_address;
-                Ok(creds)
+            CredentialMode::Anonymous => Ok(Credentials {
+                username: String::new(),
+                password: Secret::new(""),
+                server_address,
+                expires_at: None,
+            }),
+            CredentialMode::Static => Ok(static_login(spec, secret)),
+            CredentialMode::EcrToken => {
+                self.cached(record, "ECR", || {
+                    self.ecr
+                        .get_authorization_token(&spec.region, &spec.username, secret)
+                })
+                .await
             }
-            _ => Ok(static_login(spec, secret)),
+            CredentialMode::AcrAccessKey => {
+                let instance = instance_of(spec);
+                self.cached(record, "ACR", || {
+                    self.acr.get_authorization_token(
+                        &spec.region,
+                        &instance,
+                        &spec.username,
+                        secret,
+                    )
+                })
+                .await
+            }
+            CredentialMode::TcrAccessKey => {
+                let instance = instance_of(spec);
+                self.cached(record, "TCR", || {
+                    self.tcr
+                        .create_instance_token(&spec.region, &instance, &spec.username, secret)
+                })
+                .await
+            }
         }
+    }
+
+    /// A cloud token for `record` from the cache, or from `mint` (one call
+    /// in flight per registry); its server address is the registry's.
+    async fn cached<F, Fut>(
+        &self,
+        record: &RegistryRecord,
+        provider: &'static str,
+        mint: F,
+    ) -> Result<Credentials, CredentialError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Credentials, CredentialError>>,
+    {
+        // Keyed by revision: a changed secret (or any other change) is a
+        // new key, on every replica, without any message between them.
+        let key = format!("{}:{}", record.id, record.revision);
+        let mut creds = self
+            .cache
+            .get_or_mint(&key, || {
+                metrics::counter!("berth_token_refreshes_total", "provider" => provider)
+                    .increment(1);
+                mint()
+            })
+            .await?;
+        creds.server_address = record.spec.address.host_port();
+        Ok(creds)
     }
 }
 

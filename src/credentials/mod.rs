@@ -4,6 +4,10 @@
 //! - [`static_creds`]: providers whose login is computed locally (Huawei SWR,
 //!   Google Artifact Registry JSON keys).
 //! - [`ecr`]: Amazon ECR, whose login is a 12-hour token fetched with SigV4.
+//! - [`acr`]: Alibaba ACR in its access-key mode: a temporary token from
+//!   `GetAuthorizationToken`, signed with ACS3-HMAC-SHA256.
+//! - [`tcr`]: Tencent TCR Enterprise in its access-key mode: a temporary
+//!   token from `CreateInstanceToken`, signed with TC3-HMAC-SHA256.
 //! - [`cache`]: keeps minted tokens until shortly before they expire, with one
 //!   in-flight mint per key.
 //! - [`docker_config`]: `config.json` / `kubernetes.io/dockerconfigjson`.
@@ -12,11 +16,14 @@
 //! [`Secret`] and every error message is built from provider error codes and
 //! our own words, never from the key material.
 
+pub mod acr;
 pub mod cache;
+mod cloud;
 pub mod docker_config;
 pub mod ecr;
 pub mod minter;
 pub mod static_creds;
+pub mod tcr;
 
 use std::fmt;
 
@@ -24,11 +31,13 @@ use chrono::{DateTime, Utc};
 
 use crate::secret::Secret;
 
+pub use acr::AcrClient;
 pub use cache::TokenCache;
 pub use docker_config::{docker_config_json, kubernetes_secret_yaml, secret_name};
 pub use ecr::EcrClient;
-pub use minter::Minter;
+pub use minter::{Endpoints, Minter};
 pub use static_creds::{gar_password, swr_login};
+pub use tcr::TcrClient;
 
 /// A working docker login.
 #[derive(Clone, PartialEq, Eq)]

@@ -140,6 +140,9 @@ pub fn config(db_url: &str) -> Config {
         // Tests that mint ECR tokens point this at a stub with
         // `TestServer::start_with`; no test may reach the real AWS.
         ecr_endpoint: None,
+        // Likewise for ACR and TCR access-key registries (tests/cloud_tokens.rs).
+        acr_endpoint: None,
+        tcr_endpoint: None,
         registry_timeout: 30,
         metrics_listen: None,
         log_format: LogFormat::Pretty,
