@@ -57,7 +57,7 @@ fi
 cp "$berth_bin" "$tmp/berth"
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 addr="127.0.0.1:$port"
-env -u BERTH_SECRET_KEY -u BERTH_SECRET_KEY_FILE -u BERTH_ECR_ENDPOINT \
+env -u BERTH_SECRET_KEY -u BERTH_SECRET_KEY_FILE -u BERTH_ECR_ENDPOINT -u BERTH_ACR_ENDPOINT -u BERTH_TCR_ENDPOINT \
   BERTH_LISTEN="$addr" BERTH_DATABASE_URL="sqlite://$tmp/b.db?mode=rwc" BERTH_LOG_FORMAT=json \
   "$tmp/berth" serve >"$tmp/berth.log" 2>&1 &
 berth_pid=$!

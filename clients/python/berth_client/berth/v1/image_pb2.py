@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from berth_client.berth.v1 import registry_pb2 as berth_dot_v1_dot_registry__pb2
 from berth_client.berth.v1 import types_pb2 as berth_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x65rth/v1/image.proto\x12\x08\x62\x65rth.v1\x1a\x14\x62\x65rth/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x1aParseImageReferenceRequest\x12\x11\n\treference\x18\x01 \x01(\t\"\x83\x01\n\x1bParseImageReferenceResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x17\n\x0f\x66ully_qualified\x18\x05 \x01(\t\x12\x10\n\x08\x66\x61miliar\x18\x06 \x01(\t\"\xee\x01\n\x13ResolveImageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12?\n\tvariables\x18\x06 \x03(\x0b\x32,.berth.v1.ResolveImageRequest.VariablesEntry\x12\x12\n\npin_digest\x18\x07 \x01(\x08\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x14ResolveImageResponse\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bregistry_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"t\n\x15GetCredentialsRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x17\n\x0fimage_reference\x18\x03 \x01(\t\x12\x1c\n\x14kubernetes_namespace\x18\x04 \x01(\t\"\xfd\x01\n\x16GetCredentialsResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64ocker_config_json\x18\x05 \x01(\t\x12\x1e\n\x16kubernetes_secret_yaml\x18\x06 \x01(\t\x12\x10\n\x08insecure\x18\x07 \x01(\x08\x12\x13\n\x0b\x63\x61_cert_pem\x18\x08 \x01(\t\x12\x13\n\x0bregistry_id\x18\t \x01(\t\"f\n\x17ListRepositoriesRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"I\n\x18ListRepositoriesResponse\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x0fListTagsRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0c\n\x04glob\x18\x04 \x01(\t\x12\r\n\x05regex\x18\x05 \x01(\t\x12!\n\x05order\x18\x06 \x01(\x0e\x32\x12.berth.v1.TagOrder\x12\x11\n\tpage_size\x18\x07 \x01(\x05\" \n\x10ListTagsResponse\x12\x0c\n\x04tags\x18\x01 \x03(\t\"Y\n\x0fGetImageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\"M\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"\xff\x01\n\x10GetImageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12%\n\tplatforms\x18\x04 \x03(\x0b\x32\x12.berth.v1.Platform\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.berth.v1.GetImageResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x0cRegistrySpec\x12$\n\x08provider\x18\x01 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12\"\n\x03tls\x18\x06 \x01(\x0b\x32\x15.berth.v1.TlsSettings\"R\n\x15TestConnectionRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.berth.v1.RegistrySpec\"\x97\x01\n\x16TestConnectionResponse\x12\x11\n\treachable\x18\x01 \x01(\x08\x12\x14\n\x0ctls_verified\x18\x02 \x01(\x08\x12\x11\n\ttls_error\x18\x03 \x01(\t\x12\x1c\n\x14\x63redentials_accepted\x18\x04 \x01(\x08\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\"_\n\x0bImageSource\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"N\n\nCopyTarget\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\"_\n\x10\x43opyImageRequest\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.berth.v1.ImageSource\x12$\n\x06target\x18\x02 \x01(\x0b\x32\x14.berth.v1.CopyTarget\"=\n\x11\x43opyImageResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x16.berth.v1.CopyProgress\"f\n\x16\x44istributeImageRequest\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.berth.v1.ImageSource\x12%\n\x07targets\x18\x02 \x03(\x0b\x32\x14.berth.v1.CopyTarget\"Y\n\x17\x44istributeImageResponse\x12\x14\n\x0ctarget_index\x18\x01 \x01(\x05\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x16.berth.v1.CopyProgress\"\xb9\x01\n\x0c\x43opyProgress\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x12.berth.v1.CopyPlanH\x00\x12&\n\x04\x62lob\x18\x02 \x01(\x0b\x32\x16.berth.v1.BlobProgressH\x00\x12,\n\x08manifest\x18\x03 \x01(\x0b\x32\x18.berth.v1.ManifestPushedH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.berth.v1.CopyResultH\x00\x42\x07\n\x05\x65vent\"\x7f\n\x08\x43opyPlan\x12\x18\n\x10source_reference\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x11\n\tmanifests\x18\x04 \x01(\x05\x12\r\n\x05\x62lobs\x18\x05 \x01(\x05\x12\x13\n\x0btotal_bytes\x18\x06 \x01(\x03\"\x8d\x01\n\x0c\x42lobProgress\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nbytes_done\x18\x02 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x03 \x01(\x03\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.berth.v1.BlobState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"G\n\x0eManifestPushed\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"\xbb\x01\n\nCopyResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x13\n\x0bregistry_id\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x14\n\x0c\x62ytes_copied\x18\x06 \x01(\x03\x12\x14\n\x0c\x62lobs_copied\x18\x07 \x01(\x05\x12\x15\n\rblobs_skipped\x18\x08 \x01(\x05\x12\x15\n\rblobs_mounted\x18\t \x01(\x05*h\n\x08TagOrder\x12\x19\n\x15TAG_ORDER_UNSPECIFIED\x10\x00\x12\x15\n\x11TAG_ORDER_LEXICAL\x10\x01\x12\x14\n\x10TAG_ORDER_SEMVER\x10\x02\x12\x14\n\x10TAG_ORDER_NEWEST\x10\x03*\xa2\x01\n\tBlobState\x12\x1a\n\x16\x42LOB_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42LOB_STATE_TRANSFERRING\x10\x01\x12\x13\n\x0f\x42LOB_STATE_DONE\x10\x02\x12\x16\n\x12\x42LOB_STATE_SKIPPED\x10\x03\x12\x16\n\x12\x42LOB_STATE_MOUNTED\x10\x04\x12\x17\n\x13\x42LOB_STATE_RETRYING\x10\x05\x32\xee\x05\n\x0cImageService\x12\x62\n\x13ParseImageReference\x12$.berth.v1.ParseImageReferenceRequest\x1a%.berth.v1.ParseImageReferenceResponse\x12M\n\x0cResolveImage\x12\x1d.berth.v1.ResolveImageRequest\x1a\x1e.berth.v1.ResolveImageResponse\x12S\n\x0eGetCredentials\x12\x1f.berth.v1.GetCredentialsRequest\x1a .berth.v1.GetCredentialsResponse\x12Y\n\x10ListRepositories\x12!.berth.v1.ListRepositoriesRequest\x1a\".berth.v1.ListRepositoriesResponse\x12\x41\n\x08ListTags\x12\x19.berth.v1.ListTagsRequest\x1a\x1a.berth.v1.ListTagsResponse\x12\x41\n\x08GetImage\x12\x19.berth.v1.GetImageRequest\x1a\x1a.berth.v1.GetImageResponse\x12S\n\x0eTestConnection\x12\x1f.berth.v1.TestConnectionRequest\x1a .berth.v1.TestConnectionResponse\x12\x46\n\tCopyImage\x12\x1a.berth.v1.CopyImageRequest\x1a\x1b.berth.v1.CopyImageResponse0\x01\x12X\n\x0f\x44istributeImage\x12 .berth.v1.DistributeImageRequest\x1a!.berth.v1.DistributeImageResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x65rth/v1/image.proto\x12\x08\x62\x65rth.v1\x1a\x17\x62\x65rth/v1/registry.proto\x1a\x14\x62\x65rth/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x1aParseImageReferenceRequest\x12\x11\n\treference\x18\x01 \x01(\t\"\x83\x01\n\x1bParseImageReferenceResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x17\n\x0f\x66ully_qualified\x18\x05 \x01(\t\x12\x10\n\x08\x66\x61miliar\x18\x06 \x01(\t\"\xee\x01\n\x13ResolveImageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12?\n\tvariables\x18\x06 \x03(\x0b\x32,.berth.v1.ResolveImageRequest.VariablesEntry\x12\x12\n\npin_digest\x18\x07 \x01(\x08\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x14ResolveImageResponse\x12\x11\n\treference\x18\x01 \x01(\t\x12\x13\n\x0bregistry_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"t\n\x15GetCredentialsRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x17\n\x0fimage_reference\x18\x03 \x01(\t\x12\x1c\n\x14kubernetes_namespace\x18\x04 \x01(\t\"\xfd\x01\n\x16GetCredentialsResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64ocker_config_json\x18\x05 \x01(\t\x12\x1e\n\x16kubernetes_secret_yaml\x18\x06 \x01(\t\x12\x10\n\x08insecure\x18\x07 \x01(\x08\x12\x13\n\x0b\x63\x61_cert_pem\x18\x08 \x01(\t\x12\x13\n\x0bregistry_id\x18\t \x01(\t\"f\n\x17ListRepositoriesRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"I\n\x18ListRepositoriesResponse\x12\x14\n\x0crepositories\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x0fListTagsRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0c\n\x04glob\x18\x04 \x01(\t\x12\r\n\x05regex\x18\x05 \x01(\t\x12!\n\x05order\x18\x06 \x01(\x0e\x32\x12.berth.v1.TagOrder\x12\x11\n\tpage_size\x18\x07 \x01(\x05\" \n\x10ListTagsResponse\x12\x0c\n\x04tags\x18\x01 \x03(\t\"Y\n\x0fGetImageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\"M\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"\xff\x01\n\x10GetImageResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12%\n\tplatforms\x18\x04 \x03(\x0b\x32\x12.berth.v1.Platform\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.berth.v1.GetImageResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe3\x01\n\x0cRegistrySpec\x12$\n\x08provider\x18\x01 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12\"\n\x03tls\x18\x06 \x01(\x0b\x32\x15.berth.v1.TlsSettings\x12\x31\n\x0f\x63redential_mode\x18\x07 \x01(\x0e\x32\x18.berth.v1.CredentialMode\x12\x13\n\x0binstance_id\x18\x08 \x01(\t\"R\n\x15TestConnectionRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.berth.v1.RegistrySpec\"\x97\x01\n\x16TestConnectionResponse\x12\x11\n\treachable\x18\x01 \x01(\x08\x12\x14\n\x0ctls_verified\x18\x02 \x01(\x08\x12\x11\n\ttls_error\x18\x03 \x01(\t\x12\x1c\n\x14\x63redentials_accepted\x18\x04 \x01(\x08\x12\x12\n\nlatency_ms\x18\x05 \x01(\x03\x12\x0f\n\x07message\x18\x06 \x01(\t\"_\n\x0bImageSource\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\"N\n\nCopyTarget\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\"_\n\x10\x43opyImageRequest\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.berth.v1.ImageSource\x12$\n\x06target\x18\x02 \x01(\x0b\x32\x14.berth.v1.CopyTarget\"=\n\x11\x43opyImageResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x16.berth.v1.CopyProgress\"f\n\x16\x44istributeImageRequest\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.berth.v1.ImageSource\x12%\n\x07targets\x18\x02 \x03(\x0b\x32\x14.berth.v1.CopyTarget\"Y\n\x17\x44istributeImageResponse\x12\x14\n\x0ctarget_index\x18\x01 \x01(\x05\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x16.berth.v1.CopyProgress\"\xb9\x01\n\x0c\x43opyProgress\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x12.berth.v1.CopyPlanH\x00\x12&\n\x04\x62lob\x18\x02 \x01(\x0b\x32\x16.berth.v1.BlobProgressH\x00\x12,\n\x08manifest\x18\x03 \x01(\x0b\x32\x18.berth.v1.ManifestPushedH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.berth.v1.CopyResultH\x00\x42\x07\n\x05\x65vent\"\x7f\n\x08\x43opyPlan\x12\x18\n\x10source_reference\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x11\n\tmanifests\x18\x04 \x01(\x05\x12\r\n\x05\x62lobs\x18\x05 \x01(\x05\x12\x13\n\x0btotal_bytes\x18\x06 \x01(\x03\"\x8d\x01\n\x0c\x42lobProgress\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nbytes_done\x18\x02 \x01(\x03\x12\x13\n\x0b\x62ytes_total\x18\x03 \x01(\x03\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.berth.v1.BlobState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"G\n\x0eManifestPushed\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"\xbb\x01\n\nCopyResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x13\n\x0bregistry_id\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x14\n\x0c\x62ytes_copied\x18\x06 \x01(\x03\x12\x14\n\x0c\x62lobs_copied\x18\x07 \x01(\x05\x12\x15\n\rblobs_skipped\x18\x08 \x01(\x05\x12\x15\n\rblobs_mounted\x18\t \x01(\x05*h\n\x08TagOrder\x12\x19\n\x15TAG_ORDER_UNSPECIFIED\x10\x00\x12\x15\n\x11TAG_ORDER_LEXICAL\x10\x01\x12\x14\n\x10TAG_ORDER_SEMVER\x10\x02\x12\x14\n\x10TAG_ORDER_NEWEST\x10\x03*\xa2\x01\n\tBlobState\x12\x1a\n\x16\x42LOB_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x42LOB_STATE_TRANSFERRING\x10\x01\x12\x13\n\x0f\x42LOB_STATE_DONE\x10\x02\x12\x16\n\x12\x42LOB_STATE_SKIPPED\x10\x03\x12\x16\n\x12\x42LOB_STATE_MOUNTED\x10\x04\x12\x17\n\x13\x42LOB_STATE_RETRYING\x10\x05\x32\xee\x05\n\x0cImageService\x12\x62\n\x13ParseImageReference\x12$.berth.v1.ParseImageReferenceRequest\x1a%.berth.v1.ParseImageReferenceResponse\x12M\n\x0cResolveImage\x12\x1d.berth.v1.ResolveImageRequest\x1a\x1e.berth.v1.ResolveImageResponse\x12S\n\x0eGetCredentials\x12\x1f.berth.v1.GetCredentialsRequest\x1a .berth.v1.GetCredentialsResponse\x12Y\n\x10ListRepositories\x12!.berth.v1.ListRepositoriesRequest\x1a\".berth.v1.ListRepositoriesResponse\x12\x41\n\x08ListTags\x12\x19.berth.v1.ListTagsRequest\x1a\x1a.berth.v1.ListTagsResponse\x12\x41\n\x08GetImage\x12\x19.berth.v1.GetImageRequest\x1a\x1a.berth.v1.GetImageResponse\x12S\n\x0eTestConnection\x12\x1f.berth.v1.TestConnectionRequest\x1a .berth.v1.TestConnectionResponse\x12\x46\n\tCopyImage\x12\x1a.berth.v1.CopyImageRequest\x1a\x1b.berth.v1.CopyImageResponse0\x01\x12X\n\x0f\x44istributeImage\x12 .berth.v1.DistributeImageRequest\x1a!.berth.v1.DistributeImageResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,68 +38,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOLVEIMAGEREQUEST_VARIABLESENTRY']._serialized_options = b'8\001'
   _globals['_GETIMAGERESPONSE_LABELSENTRY']._loaded_options = None
   _globals['_GETIMAGERESPONSE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TAGORDER']._serialized_start=3429
-  _globals['_TAGORDER']._serialized_end=3533
-  _globals['_BLOBSTATE']._serialized_start=3536
-  _globals['_BLOBSTATE']._serialized_end=3698
-  _globals['_PARSEIMAGEREFERENCEREQUEST']._serialized_start=89
-  _globals['_PARSEIMAGEREFERENCEREQUEST']._serialized_end=136
-  _globals['_PARSEIMAGEREFERENCERESPONSE']._serialized_start=139
-  _globals['_PARSEIMAGEREFERENCERESPONSE']._serialized_end=270
-  _globals['_RESOLVEIMAGEREQUEST']._serialized_start=273
-  _globals['_RESOLVEIMAGEREQUEST']._serialized_end=511
-  _globals['_RESOLVEIMAGEREQUEST_VARIABLESENTRY']._serialized_start=463
-  _globals['_RESOLVEIMAGEREQUEST_VARIABLESENTRY']._serialized_end=511
-  _globals['_RESOLVEIMAGERESPONSE']._serialized_start=513
-  _globals['_RESOLVEIMAGERESPONSE']._serialized_end=604
-  _globals['_GETCREDENTIALSREQUEST']._serialized_start=606
-  _globals['_GETCREDENTIALSREQUEST']._serialized_end=722
-  _globals['_GETCREDENTIALSRESPONSE']._serialized_start=725
-  _globals['_GETCREDENTIALSRESPONSE']._serialized_end=978
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=980
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=1082
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=1084
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=1157
-  _globals['_LISTTAGSREQUEST']._serialized_start=1160
-  _globals['_LISTTAGSREQUEST']._serialized_end=1313
-  _globals['_LISTTAGSRESPONSE']._serialized_start=1315
-  _globals['_LISTTAGSRESPONSE']._serialized_end=1347
-  _globals['_GETIMAGEREQUEST']._serialized_start=1349
-  _globals['_GETIMAGEREQUEST']._serialized_end=1438
-  _globals['_PLATFORM']._serialized_start=1440
-  _globals['_PLATFORM']._serialized_end=1517
-  _globals['_GETIMAGERESPONSE']._serialized_start=1520
-  _globals['_GETIMAGERESPONSE']._serialized_end=1775
-  _globals['_GETIMAGERESPONSE_LABELSENTRY']._serialized_start=1730
-  _globals['_GETIMAGERESPONSE_LABELSENTRY']._serialized_end=1775
-  _globals['_REGISTRYSPEC']._serialized_start=1778
-  _globals['_REGISTRYSPEC']._serialized_end=1933
-  _globals['_TESTCONNECTIONREQUEST']._serialized_start=1935
-  _globals['_TESTCONNECTIONREQUEST']._serialized_end=2017
-  _globals['_TESTCONNECTIONRESPONSE']._serialized_start=2020
-  _globals['_TESTCONNECTIONRESPONSE']._serialized_end=2171
-  _globals['_IMAGESOURCE']._serialized_start=2173
-  _globals['_IMAGESOURCE']._serialized_end=2268
-  _globals['_COPYTARGET']._serialized_start=2270
-  _globals['_COPYTARGET']._serialized_end=2348
-  _globals['_COPYIMAGEREQUEST']._serialized_start=2350
-  _globals['_COPYIMAGEREQUEST']._serialized_end=2445
-  _globals['_COPYIMAGERESPONSE']._serialized_start=2447
-  _globals['_COPYIMAGERESPONSE']._serialized_end=2508
-  _globals['_DISTRIBUTEIMAGEREQUEST']._serialized_start=2510
-  _globals['_DISTRIBUTEIMAGEREQUEST']._serialized_end=2612
-  _globals['_DISTRIBUTEIMAGERESPONSE']._serialized_start=2614
-  _globals['_DISTRIBUTEIMAGERESPONSE']._serialized_end=2703
-  _globals['_COPYPROGRESS']._serialized_start=2706
-  _globals['_COPYPROGRESS']._serialized_end=2891
-  _globals['_COPYPLAN']._serialized_start=2893
-  _globals['_COPYPLAN']._serialized_end=3020
-  _globals['_BLOBPROGRESS']._serialized_start=3023
-  _globals['_BLOBPROGRESS']._serialized_end=3164
-  _globals['_MANIFESTPUSHED']._serialized_start=3166
-  _globals['_MANIFESTPUSHED']._serialized_end=3237
-  _globals['_COPYRESULT']._serialized_start=3240
-  _globals['_COPYRESULT']._serialized_end=3427
-  _globals['_IMAGESERVICE']._serialized_start=3701
-  _globals['_IMAGESERVICE']._serialized_end=4451
+  _globals['_TAGORDER']._serialized_start=3526
+  _globals['_TAGORDER']._serialized_end=3630
+  _globals['_BLOBSTATE']._serialized_start=3633
+  _globals['_BLOBSTATE']._serialized_end=3795
+  _globals['_PARSEIMAGEREFERENCEREQUEST']._serialized_start=114
+  _globals['_PARSEIMAGEREFERENCEREQUEST']._serialized_end=161
+  _globals['_PARSEIMAGEREFERENCERESPONSE']._serialized_start=164
+  _globals['_PARSEIMAGEREFERENCERESPONSE']._serialized_end=295
+  _globals['_RESOLVEIMAGEREQUEST']._serialized_start=298
+  _globals['_RESOLVEIMAGEREQUEST']._serialized_end=536
+  _globals['_RESOLVEIMAGEREQUEST_VARIABLESENTRY']._serialized_start=488
+  _globals['_RESOLVEIMAGEREQUEST_VARIABLESENTRY']._serialized_end=536
+  _globals['_RESOLVEIMAGERESPONSE']._serialized_start=538
+  _globals['_RESOLVEIMAGERESPONSE']._serialized_end=629
+  _globals['_GETCREDENTIALSREQUEST']._serialized_start=631
+  _globals['_GETCREDENTIALSREQUEST']._serialized_end=747
+  _globals['_GETCREDENTIALSRESPONSE']._serialized_start=750
+  _globals['_GETCREDENTIALSRESPONSE']._serialized_end=1003
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=1005
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=1107
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=1109
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=1182
+  _globals['_LISTTAGSREQUEST']._serialized_start=1185
+  _globals['_LISTTAGSREQUEST']._serialized_end=1338
+  _globals['_LISTTAGSRESPONSE']._serialized_start=1340
+  _globals['_LISTTAGSRESPONSE']._serialized_end=1372
+  _globals['_GETIMAGEREQUEST']._serialized_start=1374
+  _globals['_GETIMAGEREQUEST']._serialized_end=1463
+  _globals['_PLATFORM']._serialized_start=1465
+  _globals['_PLATFORM']._serialized_end=1542
+  _globals['_GETIMAGERESPONSE']._serialized_start=1545
+  _globals['_GETIMAGERESPONSE']._serialized_end=1800
+  _globals['_GETIMAGERESPONSE_LABELSENTRY']._serialized_start=1755
+  _globals['_GETIMAGERESPONSE_LABELSENTRY']._serialized_end=1800
+  _globals['_REGISTRYSPEC']._serialized_start=1803
+  _globals['_REGISTRYSPEC']._serialized_end=2030
+  _globals['_TESTCONNECTIONREQUEST']._serialized_start=2032
+  _globals['_TESTCONNECTIONREQUEST']._serialized_end=2114
+  _globals['_TESTCONNECTIONRESPONSE']._serialized_start=2117
+  _globals['_TESTCONNECTIONRESPONSE']._serialized_end=2268
+  _globals['_IMAGESOURCE']._serialized_start=2270
+  _globals['_IMAGESOURCE']._serialized_end=2365
+  _globals['_COPYTARGET']._serialized_start=2367
+  _globals['_COPYTARGET']._serialized_end=2445
+  _globals['_COPYIMAGEREQUEST']._serialized_start=2447
+  _globals['_COPYIMAGEREQUEST']._serialized_end=2542
+  _globals['_COPYIMAGERESPONSE']._serialized_start=2544
+  _globals['_COPYIMAGERESPONSE']._serialized_end=2605
+  _globals['_DISTRIBUTEIMAGEREQUEST']._serialized_start=2607
+  _globals['_DISTRIBUTEIMAGEREQUEST']._serialized_end=2709
+  _globals['_DISTRIBUTEIMAGERESPONSE']._serialized_start=2711
+  _globals['_DISTRIBUTEIMAGERESPONSE']._serialized_end=2800
+  _globals['_COPYPROGRESS']._serialized_start=2803
+  _globals['_COPYPROGRESS']._serialized_end=2988
+  _globals['_COPYPLAN']._serialized_start=2990
+  _globals['_COPYPLAN']._serialized_end=3117
+  _globals['_BLOBPROGRESS']._serialized_start=3120
+  _globals['_BLOBPROGRESS']._serialized_end=3261
+  _globals['_MANIFESTPUSHED']._serialized_start=3263
+  _globals['_MANIFESTPUSHED']._serialized_end=3334
+  _globals['_COPYRESULT']._serialized_start=3337
+  _globals['_COPYRESULT']._serialized_end=3524
+  _globals['_IMAGESERVICE']._serialized_start=3798
+  _globals['_IMAGESERVICE']._serialized_end=4548
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from berth_client.berth.v1 import registry_pb2 as _registry_pb2
 from berth_client.berth.v1 import types_pb2 as _types_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -222,20 +223,24 @@ class GetImageResponse(_message.Message):
     def __init__(self, digest: _Optional[str] = ..., media_type: _Optional[str] = ..., size: _Optional[int] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegistrySpec(_message.Message):
-    __slots__ = ("provider", "address", "region", "username", "secret", "tls")
+    __slots__ = ("provider", "address", "region", "username", "secret", "tls", "credential_mode", "instance_id")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_MODE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     provider: _types_pb2.Provider
     address: str
     region: str
     username: str
     secret: str
     tls: _types_pb2.TlsSettings
-    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ...) -> None: ...
+    credential_mode: _registry_pb2.CredentialMode
+    instance_id: str
+    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., credential_mode: _Optional[_Union[_registry_pb2.CredentialMode, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class TestConnectionRequest(_message.Message):
     __slots__ = ("registry_id", "spec")

@@ -21,6 +21,8 @@ class CredentialMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDENTIAL_MODE_SWR_AKSK: _ClassVar[CredentialMode]
     CREDENTIAL_MODE_GAR_JSON_KEY: _ClassVar[CredentialMode]
     CREDENTIAL_MODE_ECR_TOKEN: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_ACR_ACCESS_KEY: _ClassVar[CredentialMode]
+    CREDENTIAL_MODE_TCR_ACCESS_KEY: _ClassVar[CredentialMode]
 
 class RegistryEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +42,8 @@ CREDENTIAL_MODE_ANONYMOUS: CredentialMode
 CREDENTIAL_MODE_SWR_AKSK: CredentialMode
 CREDENTIAL_MODE_GAR_JSON_KEY: CredentialMode
 CREDENTIAL_MODE_ECR_TOKEN: CredentialMode
+CREDENTIAL_MODE_ACR_ACCESS_KEY: CredentialMode
+CREDENTIAL_MODE_TCR_ACCESS_KEY: CredentialMode
 REGISTRY_EVENT_KIND_UNSPECIFIED: RegistryEventKind
 REGISTRY_EVENT_KIND_CREATED: RegistryEventKind
 REGISTRY_EVENT_KIND_UPDATED: RegistryEventKind
@@ -52,7 +56,7 @@ REGISTRY_EVENT_KIND_SYNCED: RegistryEventKind
 REGISTRY_EVENT_KIND_PROGRESS: RegistryEventKind
 
 class Registry(_message.Message):
-    __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag")
+    __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag", "credential_mode", "instance_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +73,8 @@ class Registry(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_MODE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: _types_pb2.Provider
     address: str
@@ -85,7 +91,9 @@ class Registry(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     updated_by: str
     etag: str
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., namespace: _Optional[str] = ..., region: _Optional[str] = ..., repository: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., has_secret: _Optional[bool] = ..., is_default: _Optional[bool] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+    credential_mode: CredentialMode
+    instance_id: str
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., namespace: _Optional[str] = ..., region: _Optional[str] = ..., repository: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., has_secret: _Optional[bool] = ..., is_default: _Optional[bool] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., etag: _Optional[str] = ..., credential_mode: _Optional[_Union[CredentialMode, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class CreateRegistryRequest(_message.Message):
     __slots__ = ("registry",)
@@ -164,16 +172,30 @@ class ListProvidersResponse(_message.Message):
     def __init__(self, providers: _Optional[_Iterable[_Union[ProviderDescriptor, _Mapping]]] = ...) -> None: ...
 
 class ProviderDescriptor(_message.Message):
-    __slots__ = ("provider", "display_name", "fields", "credential_modes")
+    __slots__ = ("provider", "display_name", "fields", "credential_modes", "modes")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_MODES_FIELD_NUMBER: _ClassVar[int]
+    MODES_FIELD_NUMBER: _ClassVar[int]
     provider: _types_pb2.Provider
     display_name: str
     fields: _containers.RepeatedCompositeFieldContainer[FieldDescriptor]
     credential_modes: _containers.RepeatedScalarFieldContainer[CredentialMode]
-    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldDescriptor, _Mapping]]] = ..., credential_modes: _Optional[_Iterable[_Union[CredentialMode, str]]] = ...) -> None: ...
+    modes: _containers.RepeatedCompositeFieldContainer[CredentialModeDescriptor]
+    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldDescriptor, _Mapping]]] = ..., credential_modes: _Optional[_Iterable[_Union[CredentialMode, str]]] = ..., modes: _Optional[_Iterable[_Union[CredentialModeDescriptor, _Mapping]]] = ...) -> None: ...
+
+class CredentialModeDescriptor(_message.Message):
+    __slots__ = ("mode", "display_name", "help", "fields")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    mode: CredentialMode
+    display_name: str
+    help: str
+    fields: _containers.RepeatedCompositeFieldContainer[FieldDescriptor]
+    def __init__(self, mode: _Optional[_Union[CredentialMode, str]] = ..., display_name: _Optional[str] = ..., help: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldDescriptor, _Mapping]]] = ...) -> None: ...
 
 class FieldDescriptor(_message.Message):
     __slots__ = ("name", "label", "required", "secret", "default_value", "pattern", "help")
