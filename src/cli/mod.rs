@@ -87,7 +87,7 @@ pub enum RegistryCommand {
     },
     /// Create a registry. The secret is read from --secret-file or stdin,
     /// never from the command line.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Make a registry the default.
     SetDefault {
         /// Registry id.
@@ -351,6 +351,7 @@ pub async fn registry(cmd: RegistryCommand, args: &ClientArgs) -> anyhow::Result
             out.registry(&r.into_inner())
         }
         RegistryCommand::Create(a) => {
+            let a = *a;
             let secret = match (&a.secret_file, a.secret_stdin) {
                 (Some(f), _) => std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?,

@@ -10,12 +10,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 
-// A `#[path]` inside a file that was itself loaded through `#[path]` is
-// relative to this file's directory, `src/credentials/`.
-#[allow(dead_code)]
-#[path = "cloud_stub.rs"]
-mod stub;
-
+use crate::credentials::cloud_stub as stub;
 use stub::{Cloud, CloudStub, Mode, Setup};
 
 const AKID: &str = "LTAI5tBerthExample01";

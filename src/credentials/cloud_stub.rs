@@ -5,9 +5,9 @@
 //! V3 scheme `ACS3-HMAC-SHA256`, TCR `TC3-HMAC-SHA256` — with its own
 //! canonicalisation and HMAC code written here, not berth's.
 //!
-//! Test code only, compiled as `stub` in the unit tests of `acr.rs` and
-//! `tcr.rs` and as `cloud_stub` in the integration test
-//! `tests/cloud_tokens.rs`, all through `#[path]`. So it depends on nothing
+//! Test code only, compiled as `credentials::cloud_stub` for the unit tests
+//! of `acr.rs` and `tcr.rs` and, through `#[path]`, as `cloud_stub` in the
+//! integration test `tests/cloud_tokens.rs`. So it depends on nothing
 //! of berth, only on std, tokio, sha2, hmac, hex, serde_json and chrono,
 //! and keeps its own copies of the protocol constants: a wrong constant in
 //! berth must fail here, not be agreed with.

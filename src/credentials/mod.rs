@@ -19,6 +19,10 @@
 pub mod acr;
 pub mod cache;
 mod cloud;
+// The signature-checking ACR/TCR stand-ins, for the unit tests of acr.rs
+// and tcr.rs (tests/cloud_tokens.rs loads the same file).
+#[cfg(test)]
+mod cloud_stub;
 pub mod docker_config;
 pub mod ecr;
 pub mod minter;

@@ -9,11 +9,7 @@ use chrono::DateTime;
 
 use super::*;
 
-// Relative to `src/credentials/`, as in `acr_tests.rs`.
-#[allow(dead_code)]
-#[path = "cloud_stub.rs"]
-mod stub;
-
+use crate::credentials::cloud_stub as stub;
 use stub::{Cloud, CloudStub, Mode, Setup};
 
 const SECRET_ID: &str = "AKIDBerthExample0000000000000001";
