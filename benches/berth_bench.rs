@@ -434,24 +434,19 @@ async fn backend_section(
                 .await
             }
         };
-        if scenario != "list" {
+        // The throughput half of these targets is relative to the ceiling:
+        // without echo in this run (`--only`), they are not judged.
+        if let (true, Some(e)) = (scenario != "list", echo) {
             let s = m.summary();
-            let (pass, measured) = match echo {
-                Some(e) => (
-                    s.errors == 0 && s.rate >= 0.8 * e.rate && s.p99 < Duration::from_millis(5),
-                    format!(
-                        "{:.0}% of echo, p99 {}{}",
-                        100.0 * s.rate / e.rate,
-                        ms(s.p99),
-                        errors_note(s.errors)
-                    ),
-                ),
-                None => (false, "no echo figure (--only without echo)".into()),
-            };
             b.report.target(
                 format!("{title} ≥ 80% of echo, p99 < 5 ms ({backend})"),
-                measured,
-                pass,
+                format!(
+                    "{:.0}% of echo, p99 {}{}",
+                    100.0 * s.rate / e.rate,
+                    ms(s.p99),
+                    errors_note(s.errors)
+                ),
+                s.errors == 0 && s.rate >= 0.8 * e.rate && s.p99 < Duration::from_millis(5),
             );
         }
         b.report.row(backend, title, "calls/s", m, &[]);
@@ -1475,6 +1470,14 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
         .unwrap_or_else(|| "unknown CPU".into());
+    let family = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu family"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_default();
+    let guest = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let ram_kb: u64 = meminfo
         .lines()
@@ -1483,7 +1486,8 @@ fn machine() -> String {
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "{cpus} CPUs ({model}), {:.1} GiB RAM, Linux {}",
+        "{cpus} CPUs ({model}, family {family}{}), {:.1} GiB RAM, Linux {}",
+        if guest { ", virtual machine" } else { "" },
         ram_kb as f64 / 1024.0 / 1024.0,
         kernel.trim()
     )
