@@ -1365,7 +1365,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| scenario | backend | throughput | vs echo | p50 | p90 | p99 | p99 vs echo | cores busy: berth / bench / all | errors |"
+            "| scenario | backend | throughput | vs echo | p50 | p90 | p99 | p99 vs echo | cores busy: server / bench / machine | errors |"
         );
         let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
         for r in &self.rows {
