@@ -100,6 +100,9 @@ struct Args {
     /// Measure SQLite only.
     #[arg(long)]
     no_postgres: bool,
+    /// Skip SQLite (and the startup figure, which is taken on SQLite).
+    #[arg(long)]
+    no_sqlite: bool,
     /// The berth binary to measure (default: the release build of this tree
     /// that `cargo bench` builds).
     #[arg(long)]
@@ -241,7 +244,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "sqlite://{}?mode=rwc",
         dir.path().join("berth.db").display()
     );
-    backend_section(&mut bench, "SQLite", &sqlite, dir.path()).await?;
+    if bench.args.no_sqlite {
+        bench.report.note("SQLite: skipped (--no-sqlite)".into());
+    } else {
+        backend_section(&mut bench, "SQLite", &sqlite, dir.path()).await?;
+    }
     if bench.args.no_postgres {
         bench
             .report
@@ -842,7 +849,7 @@ async fn drive<C: Caller>(
         tokio::time::sleep_until(warm_end.into()).await;
         let before = CpuSample::take(server_pid);
         tokio::time::sleep_until(end.into()).await;
-        CpuSample::take(server_pid).since(&before, clk_tck)
+        CpuSample::take(server_pid).since(&before, clk_tck, server_pid)
     });
     let clients: Vec<_> = (0..b.args.clients)
         .map(|i| {
@@ -952,67 +959,122 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
 
 // --- CPU ---------------------------------------------------------------------
 
-/// CPU time (ticks) of the server, of this process (the clients) and of
-/// the whole machine.
+/// CPU time (ticks) of the server, of this process (the clients), of
+/// every other process and of the whole machine.
 struct CpuSample {
     server: u64,
     bench: u64,
+    /// Every process: pid → (command name, ticks).
+    procs: HashMap<u32, (String, u64)>,
     busy: u64,
     total: u64,
     at: Instant,
 }
 
 /// Cores kept busy during a figure.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct CpuUse {
     server: f64,
     bench: f64,
     machine: f64,
     cores: f64,
+    /// Other processes by command name (≥ 0.05 cores), busiest first: the
+    /// database server, and anything else that ran meanwhile.
+    others: Vec<(String, f64)>,
+}
+
+impl CpuUse {
+    fn others(&self) -> String {
+        if self.others.is_empty() {
+            return "—".into();
+        }
+        let shown: Vec<String> = self
+            .others
+            .iter()
+            .take(3)
+            .map(|(name, cores)| format!("{name} {cores:.2}"))
+            .collect();
+        shown.join(", ")
+    }
 }
 
 impl CpuSample {
     fn take(server: Option<u32>) -> CpuSample {
         let (busy, total) = machine_ticks();
+        let procs = all_processes();
         CpuSample {
-            server: server.map_or(0, |p| process_ticks(&p.to_string())),
-            bench: process_ticks("self"),
+            server: server.and_then(|p| procs.get(&p)).map_or(0, |(_, t)| *t),
+            bench: procs.get(&std::process::id()).map_or(0, |(_, t)| *t),
+            procs,
             busy,
             total,
             at: Instant::now(),
         }
     }
 
-    fn since(&self, before: &CpuSample, clk_tck: f64) -> CpuUse {
+    fn since(&self, before: &CpuSample, clk_tck: f64, server: Option<u32>) -> CpuUse {
         let secs = (self.at - before.at).as_secs_f64().max(1e-9);
         let cores = |ticks: u64| ticks as f64 / clk_tck / secs;
         let total = (self.total - before.total) as f64;
+        let mut by_name: HashMap<&str, u64> = HashMap::new();
+        for (pid, (name, ticks)) in &self.procs {
+            if Some(*pid) == server || *pid == std::process::id() {
+                continue;
+            }
+            // A process started meanwhile counts whole.
+            let earlier = before.procs.get(pid).map_or(0, |(_, t)| *t);
+            *by_name.entry(name).or_default() += ticks.saturating_sub(earlier);
+        }
+        let mut others: Vec<(String, f64)> = by_name
+            .into_iter()
+            .map(|(name, ticks)| (name.to_owned(), cores(ticks)))
+            .filter(|(_, c)| *c >= 0.05)
+            .collect();
+        others.sort_by(|a, b| b.1.total_cmp(&a.1));
         CpuUse {
-            server: cores(self.server - before.server),
-            bench: cores(self.bench - before.bench),
-            machine: cores(self.busy - before.busy),
+            server: cores(self.server.saturating_sub(before.server)),
+            bench: cores(self.bench.saturating_sub(before.bench)),
+            machine: cores(self.busy.saturating_sub(before.busy)),
             cores: if total > 0.0 {
                 total / clk_tck / secs
             } else {
                 0.0
             },
+            others,
         }
     }
 }
 
-/// utime + stime of a process, from /proc/PID/stat.
-fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: state is the first, utime the 12th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+/// Every process's command name and utime + stime, from /proc/PID/stat.
+fn all_processes() -> HashMap<u32, (String, u64)> {
+    let mut procs = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return procs;
     };
-    field(11) + field(12)
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // Fields after the command name: state is the first, utime the 12th.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        procs.insert(
+            pid,
+            (stat[open + 1..close].to_owned(), field(11) + field(12)),
+        );
+    }
+    procs
 }
 
 /// (busy, total) ticks of all CPUs, from /proc/stat.
@@ -1302,7 +1364,7 @@ impl Report {
             self.echo = Some(s);
         }
         println!(
-            "[{backend}] {scenario}: {:.0} {unit}, p50 {} p90 {} p99 {}; cores busy: server {:.2}, bench {:.2}, machine {:.2} of {:.0}{}",
+            "[{backend}] {scenario}: {:.0} {unit}, p50 {} p90 {} p99 {}; cores busy: server {:.2}, bench {:.2}, machine {:.2} of {:.0}, others: {}{}",
             s.rate,
             ms(s.p50),
             ms(s.p90),
@@ -1311,6 +1373,7 @@ impl Report {
             m.cpu.bench,
             m.cpu.machine,
             m.cpu.cores,
+            m.cpu.others(),
             errors_note(s.errors)
         );
         if let Some(e) = &m.first_error {
@@ -1365,9 +1428,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| scenario | backend | throughput | vs echo | p50 | p90 | p99 | p99 vs echo | cores busy: server / bench / machine | errors |"
+            "| scenario | backend | throughput | vs echo | p50 | p90 | p99 | p99 vs echo | cores busy: server / bench / machine | other processes (cores) | errors |"
         );
-        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|");
         for r in &self.rows {
             let s = r.m.summary();
             let (vs, p99_vs) = match &self.echo {
@@ -1383,7 +1446,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} {} | {} | {} | {} | {} | {} | {:.2} / {:.2} / {:.2} | {} |",
+                "| {} | {} | {} {} | {} | {} | {} | {} | {} | {:.2} / {:.2} / {:.2} | {} | {} |",
                 r.scenario,
                 r.backend,
                 thousands(s.rate),
@@ -1396,12 +1459,13 @@ impl Report {
                 r.m.cpu.server,
                 r.m.cpu.bench,
                 r.m.cpu.machine,
+                r.m.cpu.others(),
                 s.errors
             );
             for (name, lat) in r.kind_names.iter().zip(&r.m.kinds) {
                 let _ = writeln!(
                     out,
-                    "| ↳ {name} | {} | {} {} | | {} | {} | {} | | | |",
+                    "| ↳ {name} | {} | {} {} | | {} | {} | {} | | | | |",
                     r.backend,
                     thousands(lat.len() as f64 / r.m.secs),
                     r.unit,
