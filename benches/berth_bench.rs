@@ -25,6 +25,13 @@
 #[allow(dead_code)]
 #[path = "../src/credentials/ecr_stub.rs"]
 mod ecr_stub;
+// The test suite's registry harness (Debian's docker-registry with TLS and
+// htpasswd, images pushed with skopeo), for the copy figures.
+#[path = "../tests/support/registry.rs"]
+mod test_registry;
+// CopyImage and ListTags against skopeo.
+#[path = "berth_bench/copy.rs"]
+mod copy;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -60,7 +67,7 @@ const ECR_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const RESOLVED: &str = "harbor.bench.example:8443/team/backend/api:feature-login-42";
 
 /// The scenarios, by the names `--only` takes.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "echo",
     "resolve",
     "creds-static",
@@ -68,6 +75,7 @@ const SCENARIOS: [&str; 7] = [
     "default",
     "list",
     "writes",
+    "copy",
 ];
 
 /// berth's performance benchmark (see BENCHMARKS.md).
@@ -266,6 +274,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(e) => bail!("PostgreSQL answers but the bench database was not created: {e:#}"),
         }
+    }
+    if bench.args.wants("copy") {
+        copy::copy_section(&mut bench, dir.path()).await?;
     }
     println!("\n(whole run: {:.0} s)\n", started.elapsed().as_secs_f64());
     print!("{}", bench.report.markdown(&machine, &bench.args));
@@ -793,7 +804,11 @@ impl Caller for WriteMix {
             }
             Some((id, etag)) => {
                 self.client
-                    .delete_registry(req(pb::DeleteRegistryRequest { id, etag }))
+                    .delete_registry(req(pb::DeleteRegistryRequest {
+                        id,
+                        etag,
+                        force: false,
+                    }))
                     .await?;
                 Ok(2)
             }

@@ -252,25 +252,44 @@ impl Store {
         let row = rows::to_active(&id, spec, sealed.as_ref(), now, now, actor, 1);
         retry(|| async {
             let txn = self.db.begin().await?;
-            events::lock(&txn).await?;
+            // Only a create that replaces the default needs the previous
+            // default, read under the feed lock (see events::lock); the
+            // others stay concurrent until they append their event.
+            if make_default {
+                events::lock(&txn).await?;
+            }
             registry::Entity::insert(row.clone())
                 .exec_without_returning(&txn)
                 .await
                 .map_err(|e| conflict(e, spec))?;
             insert_projects(&txn, &id, &spec.scope).await?;
             audit::insert(&txn, &audit, now).await?;
-            let previous_default = default_id(&txn).await?;
-            if make_default {
+            let (is_default, previous_default) = if make_default {
+                let previous = default_id(&txn).await?;
                 upsert_default(&txn, &id, actor, now).await?;
+                (true, previous)
             } else {
                 // The first registry becomes the default; later ones leave
-                // the existing default alone.
+                // the existing default alone. If ours went in, there was
+                // none before.
                 default_registry::Entity::insert(default_row(&id, actor, now))
                     .on_conflict_do_nothing_on([default_registry::Column::Id])
                     .exec_without_returning(&txn)
                     .await?;
-            }
-            let rec = self.find(&txn, &id).await?.ok_or_else(|| not_found(&id))?;
+                let now_default = default_id(&txn).await?;
+                (now_default.as_deref() == Some(id.as_str()), None)
+            };
+            // What a read would return, without reading it back.
+            let rec = RegistryRecord {
+                id: id.clone(),
+                spec: spec.clone(),
+                has_secret: sealed.is_some(),
+                is_default,
+                create_time_us: now,
+                update_time_us: now,
+                updated_by: actor.to_owned(),
+                revision: 1,
+            };
             self.event(&txn, EventKind::Created, actor, Vec::new(), None, &rec, now)
                 .await?;
             if rec.is_default && previous_default.as_deref() != Some(id.as_str()) {
@@ -515,12 +534,16 @@ impl Store {
         let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
             let txn = self.db.begin().await?;
-            events::lock(&txn).await?;
             // The last state, for the deletion's event.
             let Some(last) = self.find(&txn, id).await? else {
                 txn.rollback().await?;
                 return Ok(false);
             };
+            if last.is_default {
+                // Removing the default: take the feed lock before touching
+                // the default row, in the order set-default takes them.
+                events::lock(&txn).await?;
+            }
             // Lock the row, then read its uses: a use recorded concurrently
             // has either committed (and is seen) or waits on the row and
             // fails once it is gone.
@@ -677,11 +700,14 @@ impl Store {
             .map(|d| d.registry_id);
         rows.into_iter()
             .map(|r| {
-                let keys: Vec<String> = projects
+                let mut keys: Vec<String> = projects
                     .iter()
                     .filter(|p| p.registry_id == r.id)
                     .map(|p| p.project.clone())
                     .collect();
+                // Byte order, whatever the database's collation: scope
+                // lookups binary-search the keys.
+                keys.sort();
                 let is_default = default_id.as_deref() == Some(r.id.as_str());
                 rows::to_record(r, keys, is_default)
             })
