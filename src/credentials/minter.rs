@@ -2,6 +2,7 @@
 //! username and password, a login computed from keys (SWR, GAR), or a
 //! short-lived token from the cloud (ECR, ACR, TCR; cached).
 
+use super::ecr::Flavor;
 use super::{
     AcrClient, CredentialError, Credentials, EcrClient, TcrClient, TokenCache, gar_password,
     swr_login,
@@ -23,7 +24,8 @@ pub struct Minter {
 /// cloud's own. Meant for tests (loopback stubs) and private endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
-    /// Replaces `https://api.ecr.<region>.amazonaws.com`.
+    /// Replaces `https://api.ecr.<region>.amazonaws.com` (and the FIPS
+    /// endpoint `https://ecr-fips.<region>.amazonaws.com`).
     pub ecr: Option<String>,
     /// Replaces `https://cr.<region>.aliyuncs.com`.
     pub acr: Option<String>,
@@ -111,37 +113,75 @@ impl Minter {
             }),
             CredentialMode::Static => Ok(static_login(spec, secret)),
             CredentialMode::EcrToken => {
-                self.cached(record, "ECR", || {
-                    self.ecr
-                        .get_authorization_token(&spec.region, &spec.username, secret)
+                let (ecr, region, key_id, secret) = (
+                    self.ecr.clone(),
+                    spec.region.clone(),
+                    spec.username.clone(),
+                    secret.clone(),
+                );
+                let flavor = Flavor::of_registry_host(spec.address.host());
+                self.cached(record, "ECR", move || async move {
+                    ecr.get_authorization_token_with(flavor, &region, &key_id, &secret)
+                        .await
                 })
                 .await
             }
             CredentialMode::AcrAccessKey => {
                 let instance = instance_of(spec);
-                self.cached(record, "ACR", || {
-                    self.acr.get_authorization_token(
-                        &spec.region,
-                        &instance,
-                        &spec.username,
-                        secret,
-                    )
+                let (acr, region, key_id, secret) = (
+                    self.acr.clone(),
+                    spec.region.clone(),
+                    spec.username.clone(),
+                    secret.clone(),
+                );
+                self.cached(record, "ACR", move || async move {
+                    acr.get_authorization_token(&region, &instance, &key_id, &secret)
+                        .await
                 })
                 .await
             }
             CredentialMode::TcrAccessKey => {
                 let instance = instance_of(spec);
-                self.cached(record, "TCR", || {
-                    self.tcr
-                        .create_instance_token(&spec.region, &instance, &spec.username, secret)
+                let (tcr, region, key_id, secret) = (
+                    self.tcr.clone(),
+                    spec.region.clone(),
+                    spec.username.clone(),
+                    secret.clone(),
+                );
+                self.cached(record, "TCR", move || async move {
+                    tcr.create_instance_token(&region, &instance, &key_id, &secret)
+                        .await
                 })
                 .await
             }
         }
     }
 
+    /// Whether [`Minter::mint`] serves `record`'s login from the token cache
+    /// (a cloud token: ECR, ACR and TCR access-key modes, with a secret).
+    pub fn uses_token_cache(record: &RegistryRecord, secret: Option<&Secret>) -> bool {
+        secret.is_some()
+            && matches!(
+                record.spec.credential_mode,
+                CredentialMode::EcrToken
+                    | CredentialMode::AcrAccessKey
+                    | CredentialMode::TcrAccessKey
+            )
+    }
+
+    /// The registry refused `refused` (401/403, e.g. an ECR token that
+    /// expired early or was revoked): drops it from the cache if it is still
+    /// the cached one, so that the next [`Minter::mint`] gets a new token.
+    /// Many callers refused at once cause one new mint, not one each.
+    pub async fn forget_refused(&self, record: &RegistryRecord, refused: &Credentials) {
+        self.cache
+            .invalidate_if_current(&cache_key(record), &refused.password)
+            .await;
+    }
+
     /// A cloud token for `record` from the cache, or from `mint` (one call
     /// in flight per registry); its server address is the registry's.
+    /// `mint` may run in the background (refresh-ahead), hence `'static`.
     async fn cached<F, Fut>(
         &self,
         record: &RegistryRecord,
@@ -149,15 +189,12 @@ impl Minter {
         mint: F,
     ) -> Result<Credentials, CredentialError>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Credentials, CredentialError>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Credentials, CredentialError>> + Send + 'static,
     {
-        // Keyed by revision: a changed secret (or any other change) is a
-        // new key, on every replica, without any message between them.
-        let key = format!("{}:{}", record.id, record.revision);
         let mut creds = self
             .cache
-            .get_or_mint(&key, || {
+            .get_or_mint(&cache_key(record), move || {
                 metrics::counter!("berth_token_refreshes_total", "provider" => provider)
                     .increment(1);
                 mint()
@@ -166,6 +203,12 @@ impl Minter {
         creds.server_address = record.spec.address.host_port();
         Ok(creds)
     }
+}
+
+/// Keyed by revision: a changed secret (or any other change) is a new key,
+/// on every replica, without any message between them.
+fn cache_key(record: &RegistryRecord) -> String {
+    format!("{}:{}", record.id, record.revision)
 }
 
 fn static_login(spec: &RegistrySpec, secret: &Secret) -> Credentials {
