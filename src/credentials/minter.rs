@@ -219,3 +219,76 @@ fn static_login(spec: &RegistrySpec, secret: &Secret) -> Credentials {
         expires_at: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{RegistryAddress, Scope};
+
+    fn ecr_record(address: &str, region: &str, mode: CredentialMode) -> RegistryRecord {
+        RegistryRecord {
+            id: "reg-1".into(),
+            spec: RegistrySpec {
+                provider: crate::domain::Provider::Ecr,
+                address: RegistryAddress::parse(address).expect("address"),
+                namespace: String::new(),
+                region: region.into(),
+                repository: String::new(),
+                username: "AKIDEXAMPLE12345".into(),
+                scope: Scope::AllProjects,
+                tls: Tls::default(),
+                credential_mode: mode,
+                instance_id: String::new(),
+            },
+            has_secret: true,
+            is_default: false,
+            create_time_us: 1,
+            update_time_us: 1,
+            updated_by: "t".into(),
+            revision: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn fips_is_chosen_by_the_registry_address() {
+        // No endpoint override: the FIPS flavour is refused outside the
+        // regions that have it, before any network call.
+        let minter = Minter::new(None);
+        let secret = Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        let fips = ecr_record(
+            "123456789012.dkr.ecr-fips.eu-west-1.amazonaws.com",
+            "eu-west-1",
+            CredentialMode::EcrToken,
+        );
+        let err = minter
+            .mint(&fips, Some(&secret))
+            .await
+            .expect_err("no FIPS");
+        assert!(
+            matches!(&err, CredentialError::InvalidKey(m) if m.contains("no FIPS endpoint in \"eu-west-1\"")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_cloud_tokens_come_from_the_cache() {
+        let secret = Secret::new("s");
+        let address = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let ecr = ecr_record(address, "eu-west-1", CredentialMode::EcrToken);
+        assert!(Minter::uses_token_cache(&ecr, Some(&secret)));
+        assert!(!Minter::uses_token_cache(&ecr, None));
+        for mode in [CredentialMode::AcrAccessKey, CredentialMode::TcrAccessKey] {
+            let r = ecr_record(address, "eu-west-1", mode);
+            assert!(Minter::uses_token_cache(&r, Some(&secret)), "{mode:?}");
+        }
+        for mode in [
+            CredentialMode::Static,
+            CredentialMode::SwrAksk,
+            CredentialMode::GarJsonKey,
+            CredentialMode::Anonymous,
+        ] {
+            let r = ecr_record(address, "eu-west-1", mode);
+            assert!(!Minter::uses_token_cache(&r, Some(&secret)), "{mode:?}");
+        }
+    }
+}
