@@ -478,8 +478,9 @@ impl Images {
         }
     }
 
-    /// Replaces the cached token the registry refused with a new one, on
-    /// `client` too.
+    /// Replaces the cached token the registry refused with a new one (unless
+    /// the cache keeps it, see [`credentials::Minter::forget_refused`]), and
+    /// sets the current one on `client`.
     async fn renew_refused(
         &self,
         target: &Target,
@@ -487,15 +488,16 @@ impl Images {
         refused: &Credentials,
         why: &str,
     ) -> Result<()> {
+        let dropped = self.minter.forget_refused(&target.record, refused).await;
         tracing::info!(
             registry_id = %target.record.id,
             provider = %target.record.spec.provider,
             reason = why,
-            "the registry refused a cached token; minting a new one and retrying once"
+            dropped,
+            "the registry refused a cached token; retrying once with the current one"
         );
         metrics::counter!("berth_token_retries_total", "provider" => target.record.spec.provider.to_string())
             .increment(1);
-        self.minter.forget_refused(&target.record, refused).await;
         let creds = self.mint(target).await?;
         set_login(client, &creds);
         Ok(())

@@ -34,6 +34,11 @@ pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(15 * 60);
 /// one for this long (the provider may be down; the token still works).
 const AHEAD_RETRY_PAUSE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
+/// A refused token is dropped at most once per key in this long: a registry
+/// that keeps answering 403 for another reason (a repository policy) must
+/// not make every read mint a new token.
+const REFUSED_DROP_PAUSE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// The clock the cache judges freshness by (replaceable in tests).
 type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -56,6 +61,8 @@ struct SlotState {
     minted_at: Option<DateTime<Utc>>,
     /// No background refresh starts before this (after a failed one).
     ahead_not_before: Option<DateTime<Utc>>,
+    /// When a refused token was last dropped (`invalidate_if_current`).
+    refused_dropped_at: Option<DateTime<Utc>>,
     /// Outcome of the last attempt when it failed; only shared with callers
     /// that were already waiting for that attempt, never served later.
     last_error: Option<CredentialError>,
@@ -198,16 +205,26 @@ impl TokenCache {
     /// (a registry refused it), so that the next call mints a new one. If it
     /// was already replaced, by another caller that was refused too or by a
     /// refresh, nothing is dropped: a burst of refusals costs one mint. A
-    /// mint in flight is waited for, and its token is kept.
-    pub async fn invalidate_if_current(&self, key: &str, stale: &crate::secret::Secret) {
+    /// mint in flight is waited for, and its token is kept. At most one
+    /// token per key is dropped per minute: if the replacement is refused
+    /// too, the refusal is not about the token's age, and it is kept.
+    /// Returns whether the token was dropped.
+    pub async fn invalidate_if_current(&self, key: &str, stale: &crate::secret::Secret) -> bool {
         let Some(slot) = self.lock_slots().get(key).map(Arc::clone) else {
-            return;
+            return false;
         };
         let mut state = slot.state.lock().await;
-        if state.creds.as_ref().is_some_and(|c| c.password == *stale) {
-            state.creds = None;
-            state.minted_at = None;
+        let now = (self.clock)();
+        let paused = state
+            .refused_dropped_at
+            .is_some_and(|t| now < t + REFUSED_DROP_PAUSE);
+        if paused || !state.creds.as_ref().is_some_and(|c| c.password == *stale) {
+            return false;
         }
+        state.creds = None;
+        state.minted_at = None;
+        state.refused_dropped_at = Some(now);
+        true
     }
 
     fn is_fresh(&self, creds: &Credentials, now: DateTime<Utc>) -> bool {
@@ -375,7 +392,8 @@ mod tests {
 
     #[tokio::test]
     async fn invalidate_if_current_only_drops_the_refused_token() {
-        let cache = TokenCache::default();
+        let clock = FakeClock::new();
+        let cache = fake_cache(&clock);
         let calls = Arc::new(AtomicUsize::new(0));
         let mint = |expiry| counting(&calls, expiry);
         let a = cache.get_or_mint("k", mint(None)).await.expect("a");
@@ -386,16 +404,25 @@ mod tests {
         let b = cache.get_or_mint("k", mint(None)).await.expect("b");
         assert_eq!(b.password.expose(), "tok0");
         // The cached one refused, twice (two callers): one new mint.
-        cache.invalidate_if_current("k", &a.password).await;
-        cache.invalidate_if_current("k", &a.password).await;
+        assert!(cache.invalidate_if_current("k", &a.password).await);
+        assert!(!cache.invalidate_if_current("k", &a.password).await);
         let c = cache.get_or_mint("k", mint(None)).await.expect("c");
         assert_eq!(c.password.expose(), "tok1");
-        cache.invalidate_if_current("k", &a.password).await;
+        assert!(!cache.invalidate_if_current("k", &a.password).await);
         let d = cache.get_or_mint("k", mint(None)).await.expect("d");
         assert_eq!(d.password.expose(), "tok1");
+        // The new one refused at once too: not the token's fault, kept.
+        assert!(!cache.invalidate_if_current("k", &c.password).await);
+        let e = cache.get_or_mint("k", mint(None)).await.expect("e");
+        assert_eq!(e.password.expose(), "tok1");
+        // A minute later a refusal drops it again.
+        clock.advance(1);
+        assert!(cache.invalidate_if_current("k", &c.password).await);
+        let f = cache.get_or_mint("k", mint(None)).await.expect("f");
+        assert_eq!(f.password.expose(), "tok2");
         // Unknown keys are fine.
-        cache.invalidate_if_current("nope", &a.password).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(!cache.invalidate_if_current("nope", &a.password).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     /// A clock the test moves by hand.

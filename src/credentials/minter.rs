@@ -172,11 +172,13 @@ impl Minter {
     /// The registry refused `refused` (401/403, e.g. an ECR token that
     /// expired early or was revoked): drops it from the cache if it is still
     /// the cached one, so that the next [`Minter::mint`] gets a new token.
-    /// Many callers refused at once cause one new mint, not one each.
-    pub async fn forget_refused(&self, record: &RegistryRecord, refused: &Credentials) {
+    /// Many callers refused at once cause one new mint, not one each, and a
+    /// registry that keeps refusing causes at most one a minute. Returns
+    /// whether the token was dropped.
+    pub async fn forget_refused(&self, record: &RegistryRecord, refused: &Credentials) -> bool {
         self.cache
             .invalidate_if_current(&cache_key(record), &refused.password)
-            .await;
+            .await
     }
 
     /// A cloud token for `record` from the cache, or from `mint` (one call
