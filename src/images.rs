@@ -14,7 +14,7 @@ use crate::domain::tag_filter::{self, TagFilter, TagOrder};
 use crate::domain::tag_template::{self, TemplateVars};
 use crate::domain::{Provider, RegistrySpec, layout};
 use crate::error::{Error, Result};
-use crate::registry_client::{ClientOptions, ClientPool, ImageInfo, RegistryClient};
+use crate::registry_client::{ClientError, ClientOptions, ClientPool, ImageInfo, RegistryClient};
 use crate::secret::Secret;
 use crate::store::{AuditEntry, ListQuery, RegistryRecord, Store};
 
@@ -221,8 +221,12 @@ impl Images {
         layout::reference(spec, &path, tag.as_deref(), digest.as_deref())?;
         if req.pin_digest {
             let reference = tag.as_deref().or(digest.as_deref()).unwrap_or("latest");
-            let client = self.client(&target).await?;
-            let pinned = client.manifest_digest(&path, reference).await?;
+            let path = path.as_str();
+            let pinned = self
+                .with_client(&target, move |c| async move {
+                    c.manifest_digest(path, reference).await
+                })
+                .await?;
             if let Some(given) = &digest
                 && *given != pinned
             {
@@ -430,15 +434,73 @@ impl Images {
 
     /// The pooled client for `target`, with freshly minted credentials.
     pub(crate) async fn client(&self, target: &Target) -> Result<Arc<RegistryClient>> {
+        Ok(self.client_and_login(target).await?.0)
+    }
+
+    /// The pooled client for `target` and the login just set on it.
+    async fn client_and_login(
+        &self,
+        target: &Target,
+    ) -> Result<(Arc<RegistryClient>, Credentials)> {
         let rec = &target.record;
         let client = self
             .pool
             .get(&rec.id, rec.revision, &rec.spec.address, &rec.spec.tls)?;
         let creds = self.mint(target).await?;
-        client.set_credentials(
-            (!creds.username.is_empty()).then(|| (creds.username.clone(), creds.password.clone())),
+        set_login(&client, &creds);
+        Ok((client, creds))
+    }
+
+    /// Runs the registry read `op` with the pooled client for `target`,
+    /// logged in. When the registry refuses the login (401, or a 403 such as
+    /// ECR's "Your authorization token has expired") and the login is a
+    /// cloud token from the cache (ECR, ACR/TCR access keys), the token is
+    /// dropped, a new one is minted and set, and `op` runs once more; a
+    /// second refusal is the usual error. Static logins are not retried:
+    /// minting them again would give the same refused password.
+    pub(crate) async fn with_client<T, F, Fut>(&self, target: &Target, op: F) -> Result<T>
+    where
+        F: Fn(Arc<RegistryClient>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, ClientError>>,
+    {
+        let (client, creds) = self.client_and_login(target).await?;
+        match op(Arc::clone(&client)).await {
+            Err(ClientError::Unauthorized(why))
+                if credentials::Minter::uses_token_cache(
+                    &target.record,
+                    target.secret.as_ref(),
+                ) =>
+            {
+                self.renew_refused(target, &client, &creds, &why).await?;
+                Ok(op(client).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Replaces the cached token the registry refused with a new one (unless
+    /// the cache keeps it, see [`credentials::Minter::forget_refused`]), and
+    /// sets the current one on `client`.
+    async fn renew_refused(
+        &self,
+        target: &Target,
+        client: &RegistryClient,
+        refused: &Credentials,
+        why: &str,
+    ) -> Result<()> {
+        let dropped = self.minter.forget_refused(&target.record, refused).await;
+        tracing::info!(
+            registry_id = %target.record.id,
+            provider = %target.record.spec.provider,
+            reason = why,
+            dropped,
+            "the registry refused a cached token; retrying once with the current one"
         );
-        Ok(client)
+        metrics::counter!("berth_token_retries_total", "provider" => target.record.spec.provider.to_string())
+            .increment(1);
+        let creds = self.mint(target).await?;
+        set_login(client, &creds);
+        Ok(())
     }
 
     /// ListRepositories: one page of the registry's catalog.
@@ -456,8 +518,10 @@ impl Images {
             "" => None,
             t => Some(decode_token(t)?),
         };
-        let client = self.client(&target).await?;
-        let (repos, more) = client.catalog(n, last.as_deref()).await?;
+        let last = last.as_deref();
+        let (repos, more) = self
+            .with_client(&target, move |c| async move { c.catalog(n, last).await })
+            .await?;
         let next = match (more, repos.last()) {
             (true, Some(l)) => encode_token(l),
             _ => String::new(),
@@ -482,9 +546,9 @@ impl Images {
         let path = layout::repository_path(&target.record.spec, image, "image")?;
         let filter = TagFilter::new(glob, regex)?;
         let n = page(page_size)?;
-        let client = self.client(&target).await?;
-        let mut tags: Vec<String> = client
-            .tags(&path)
+        let path = path.as_str();
+        let mut tags: Vec<String> = self
+            .with_client(&target, move |c| async move { c.tags(path).await })
             .await?
             .into_iter()
             .filter(|t| filter.matches(t))
@@ -497,15 +561,21 @@ impl Images {
                     tags.len()
                 )));
             }
-            let mut dated = Vec::with_capacity(tags.len());
-            for t in tags {
-                let created = client
-                    .image(&path, &t)
-                    .await?
-                    .created
-                    .and_then(|c| c.parse::<DateTime<Utc>>().ok());
-                dated.push((created, t));
-            }
+            let names = &tags;
+            let mut dated = self
+                .with_client(&target, move |c| async move {
+                    let mut dated = Vec::with_capacity(names.len());
+                    for t in names {
+                        let created = c
+                            .image(path, t)
+                            .await?
+                            .created
+                            .and_then(|c| c.parse::<DateTime<Utc>>().ok());
+                        dated.push((created, t.clone()));
+                    }
+                    Ok(dated)
+                })
+                .await?;
             // Newest first; images without `created` last.
             dated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             tags = dated.into_iter().map(|(_, t)| t).collect();
@@ -540,8 +610,12 @@ impl Images {
         };
         layout::reference(&target.record.spec, &path, tag, digest)
             .map_err(|_| Error::invalid("reference", "is not a valid tag or digest"))?;
-        let client = self.client(&target).await?;
-        Ok(client.image(&path, reference).await?)
+        let path = path.as_str();
+        self.with_client(
+            &target,
+            move |c| async move { c.image(path, reference).await },
+        )
+        .await
     }
 
     /// TestConnection for a stored registry.
@@ -620,10 +694,19 @@ impl Images {
                 return report;
             }
         };
-        client.set_credentials(
-            (!creds.username.is_empty()).then(|| (creds.username.clone(), creds.password.clone())),
-        );
-        match client.check_credentials().await {
+        set_login(&client, &creds);
+        let mut checked = client.check_credentials().await;
+        // A cached cloud token refused: say whether a new one works.
+        if let Err(C::Unauthorized(why)) = &checked
+            && credentials::Minter::uses_token_cache(&target.record, target.secret.as_ref())
+        {
+            if let Err(e) = self.renew_refused(target, &client, &creds, why).await {
+                report.message = format!("could not mint credentials: {e}");
+                return report;
+            }
+            checked = client.check_credentials().await;
+        }
+        match checked {
             Ok(()) => {
                 report.credentials_accepted = true;
                 report.message = "registry reachable and credentials accepted".into();
@@ -704,6 +787,13 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Logs `client` in with `creds` (anonymously when there is no user).
+fn set_login(client: &RegistryClient, creds: &Credentials) {
+    client.set_credentials(
+        (!creds.username.is_empty()).then(|| (creds.username.clone(), creds.password.clone())),
+    );
 }
 
 fn credential_error(e: CredentialError) -> Error {

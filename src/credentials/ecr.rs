@@ -20,6 +20,45 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
+/// Regions with a FIPS 140 validated ECR API endpoint
+/// (`ecr-fips.<region>.amazonaws.com`): the US commercial regions and
+/// AWS GovCloud (US).
+pub const FIPS_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+];
+
+/// Which ECR API endpoint a registry's tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// `api.ecr.<region>.amazonaws.com` (`.com.cn` in China).
+    #[default]
+    Standard,
+    /// `ecr-fips.<region>.amazonaws.com`, for registries reached through
+    /// their FIPS host.
+    Fips,
+}
+
+impl Flavor {
+    /// The flavour a registry asks for by its host: ECR's FIPS registry
+    /// hosts are `<account>.dkr.ecr-fips.<region>.amazonaws.com`, so a
+    /// registry added with that address gets its tokens from the FIPS API
+    /// endpoint too; any other host uses the standard one.
+    pub fn of_registry_host(host: &str) -> Self {
+        let host = host.to_ascii_lowercase();
+        let host = host.split(':').next().unwrap_or_default();
+        if host.contains(".dkr.ecr-fips.") {
+            Flavor::Fips
+        } else {
+            Flavor::Standard
+        }
+    }
+}
+
 /// Calls ECR's `GetAuthorizationToken`.
 #[derive(Debug, Clone)]
 pub struct EcrClient {
@@ -71,6 +110,18 @@ impl EcrClient {
 
     /// The URL the token request goes to for `region`.
     pub fn endpoint_url(&self, region: &str) -> Result<String, CredentialError> {
+        self.endpoint_url_with(Flavor::Standard, region)
+    }
+
+    /// The URL the token request goes to for `region` in `flavor`. An
+    /// endpoint override wins over both flavours. FIPS is only offered in
+    /// [`FIPS_REGIONS`]; asking for it elsewhere (China included) is an
+    /// [`CredentialError::InvalidKey`] rather than a silent fallback.
+    pub fn endpoint_url_with(
+        &self,
+        flavor: Flavor,
+        region: &str,
+    ) -> Result<String, CredentialError> {
         let valid = !region.is_empty()
             && region.len() <= 64
             && region
@@ -83,6 +134,15 @@ impl EcrClient {
         }
         Ok(match &self.endpoint {
             Some(endpoint) => format!("{}/", endpoint.trim_end_matches('/')),
+            None if flavor == Flavor::Fips => {
+                if !FIPS_REGIONS.contains(&region) {
+                    return Err(CredentialError::InvalidKey(format!(
+                        "ECR has no FIPS endpoint in {region:?} (only in {})",
+                        FIPS_REGIONS.join(", ")
+                    )));
+                }
+                format!("https://ecr-fips.{region}.amazonaws.com/")
+            }
             // China regions live in their own partition and domain.
             None if region.starts_with("cn-") => {
                 format!("https://api.ecr.{region}.amazonaws.com.cn/")
@@ -101,7 +161,25 @@ impl EcrClient {
         access_key_id: &str,
         secret_access_key: &Secret,
     ) -> Result<Credentials, CredentialError> {
-        let url = self.endpoint_url(region)?;
+        self.get_authorization_token_with(
+            Flavor::Standard,
+            region,
+            access_key_id,
+            secret_access_key,
+        )
+        .await
+    }
+
+    /// [`EcrClient::get_authorization_token`] from the endpoint of `flavor`
+    /// (the signature's region and service are the same for both).
+    pub async fn get_authorization_token_with(
+        &self,
+        flavor: Flavor,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &Secret,
+    ) -> Result<Credentials, CredentialError> {
+        let url = self.endpoint_url_with(flavor, region)?;
         let access_key_id = access_key_id.trim();
         let secret = secret_access_key.expose().trim();
         // Key ids are alphanumeric; anything else (a `/` especially) would

@@ -59,6 +59,9 @@ pub struct Setup {
     /// `expiresAt` of issued tokens, epoch seconds; `None` means 12 hours
     /// after issue, like ECR.
     pub expires_at: Option<f64>,
+    /// Issue a different token each time: the password followed by how
+    /// many were issued before (`…0`, `…1`, …), to tell them apart.
+    pub numbered: bool,
 }
 
 impl Setup {
@@ -74,6 +77,7 @@ impl Setup {
             region: REGION.to_owned(),
             password: PASSWORD.to_owned(),
             expires_at: None,
+            numbered: false,
         }
     }
 }
@@ -132,7 +136,7 @@ async fn serve(stream: TcpStream, setup: &Setup, issued: &AtomicUsize) {
         return;
     };
     let (status, body) = match setup.mode {
-        Mode::Verify => verify(&seen, setup),
+        Mode::Verify => verify(&seen, setup, issued),
         Mode::Status500 => (500, r#"{"__type":"ServerException"}"#.into()),
         Mode::Garbage => (200, r#"{"authorizationData": 7"#.into()),
         Mode::Hang => {
@@ -140,9 +144,6 @@ async fn serve(stream: TcpStream, setup: &Setup, issued: &AtomicUsize) {
             return;
         }
     };
-    if status == 200 && setup.mode == Mode::Verify {
-        issued.fetch_add(1, Ordering::SeqCst);
-    }
     let response = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: {CONTENT_TYPE}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -205,8 +206,9 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// Checks the request like ECR: 400 for a malformed call, 403
 /// `UnrecognizedClientException` for an unknown key id, 403
-/// `InvalidSignatureException` for a wrong signature, 200 with a token.
-fn verify(seen: &Seen, setup: &Setup) -> (u16, String) {
+/// `InvalidSignatureException` for a wrong signature, 200 with a token
+/// (counted in `issued`).
+fn verify(seen: &Seen, setup: &Setup, issued: &AtomicUsize) -> (u16, String) {
     let error = |kind: &str, message: &str| {
         serde_json::json!({"__type": kind, "message": message}).to_string()
     };
@@ -215,7 +217,12 @@ fn verify(seen: &Seen, setup: &Setup) -> (u16, String) {
             let expires_at = setup.expires_at.unwrap_or_else(|| {
                 (Utc::now() + TimeDelta::hours(12)).timestamp_millis() as f64 / 1000.0
             });
-            let token = B64.encode(format!("AWS:{}", setup.password));
+            let serial = issued.fetch_add(1, Ordering::SeqCst);
+            let token = if setup.numbered {
+                B64.encode(format!("AWS:{}{serial}", setup.password))
+            } else {
+                B64.encode(format!("AWS:{}", setup.password))
+            };
             let body = serde_json::json!({"authorizationData": [{
                 "authorizationToken": token,
                 "expiresAt": expires_at,

@@ -133,6 +133,10 @@ fn endpoints_follow_the_partition() {
         url("cn-north-1"),
         Ok("https://api.ecr.cn-north-1.amazonaws.com.cn/".into())
     );
+    assert_eq!(
+        url("cn-northwest-1"),
+        Ok("https://api.ecr.cn-northwest-1.amazonaws.com.cn/".into())
+    );
     for bad in ["", "us-east-1/x", "US-EAST-1", "a b"] {
         assert!(
             matches!(url(bad), Err(CredentialError::InvalidKey(_))),
@@ -144,6 +148,74 @@ fn endpoints_follow_the_partition() {
         local.endpoint_url("us-east-1"),
         Ok("http://127.0.0.1:4566/".into())
     );
+}
+
+#[test]
+fn fips_is_asked_for_by_the_registry_host() {
+    use super::Flavor::{Fips, Standard};
+    let of = Flavor::of_registry_host;
+    assert_eq!(
+        of("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"),
+        Fips
+    );
+    assert_eq!(
+        of("123456789012.DKR.ECR-FIPS.us-gov-west-1.amazonaws.com:443"),
+        Fips
+    );
+    assert_eq!(of("123456789012.dkr.ecr.us-east-1.amazonaws.com"), Standard);
+    assert_eq!(
+        of("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+        Standard
+    );
+    assert_eq!(of("registry.example.com"), Standard);
+}
+
+#[test]
+fn fips_endpoints_exist_only_in_us_and_govcloud() {
+    let ecr = EcrClient::new(reqwest::Client::new(), None);
+    let fips = |r| ecr.endpoint_url_with(Flavor::Fips, r);
+    for region in FIPS_REGIONS {
+        assert_eq!(
+            fips(region),
+            Ok(format!("https://ecr-fips.{region}.amazonaws.com/"))
+        );
+    }
+    assert_eq!(
+        ecr.endpoint_url_with(Flavor::Standard, "us-gov-west-1"),
+        Ok("https://api.ecr.us-gov-west-1.amazonaws.com/".into())
+    );
+    for none in ["eu-west-1", "cn-north-1", "ap-southeast-2", "ca-central-1"] {
+        let err = fips(none).expect_err(none);
+        assert!(
+            matches!(&err, CredentialError::InvalidKey(m) if m.contains("no FIPS endpoint")),
+            "{none}: {err}"
+        );
+    }
+    // Region names are still checked first.
+    assert!(matches!(
+        fips("US-EAST-1"),
+        Err(CredentialError::InvalidKey(_))
+    ));
+    // An override (VPC endpoint, emulator) wins over both flavours.
+    let local = client("http://127.0.0.1:4566".into());
+    assert_eq!(
+        local.endpoint_url_with(Flavor::Fips, "eu-west-1"),
+        Ok("http://127.0.0.1:4566/".into())
+    );
+}
+
+#[tokio::test]
+async fn fips_flavor_signs_for_the_same_region() {
+    // Through an override, the FIPS flavour reaches the stub, which checks
+    // the SigV4 scope (region, `ecr`) as for the standard endpoint.
+    let stub = EcrStub::start(KEYS);
+    let ecr = client(stub.endpoint.clone());
+    let creds = ecr
+        .get_authorization_token_with(Flavor::Fips, REGION, AKID, &Secret::new(SECRET))
+        .await
+        .expect("token");
+    assert_eq!(creds.username, "AWS");
+    assert_eq!(stub.issued(), 1);
 }
 
 #[tokio::test]
