@@ -115,8 +115,12 @@ struct Args {
     /// that `cargo bench` builds).
     #[arg(long)]
     berth_bin: Option<PathBuf>,
+    /// Extra settings for every berth started, as KEY=VALUE (repeatable),
+    /// e.g. `--berth-env BERTH_AUDIT_CREDENTIALS=async`.
+    #[arg(long)]
+    berth_env: Vec<String>,
     /// Only these scenarios (comma-separated): echo, resolve, creds-static,
-    /// creds-ecr, default, list, writes. Ratios need echo.
+    /// creds-ecr, default, list, writes, copy. Ratios need echo.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Restarts of berth on the seeded SQLite database timed to SERVING.
@@ -334,6 +338,7 @@ async fn backend_section(
         url: url.to_owned(),
         key: b.key.clone(),
         ecr: b.ecr.endpoint.clone(),
+        extra: b.args.berth_env.clone(),
     };
     let mut berth = BerthProc::spawn_berth(&b.berth_bin, &env, dir, backend)?;
     let first_start = berth.wait_serving().await?;
@@ -1118,6 +1123,8 @@ struct BerthEnv {
     url: String,
     key: String,
     ecr: String,
+    /// `--berth-env` settings, KEY=VALUE.
+    extra: Vec<String>,
 }
 
 /// A server subprocess (berth or the echo ceiling); killed if dropped
@@ -1183,6 +1190,11 @@ impl BerthProc {
             .env("BERTH_SECRET_KEY", &env.key)
             .env("BERTH_ECR_ENDPOINT", &env.ecr)
             .env("RUST_LOG", "warn");
+        for kv in &env.extra {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
         let log = dir.join(format!("berth-{}-{}.log", backend, addr.port()));
         BerthProc::spawn(&mut cmd, &format!("berth ({backend})"), addr, Some(log))
     }

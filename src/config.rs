@@ -68,6 +68,17 @@ pub enum TokenCommand {
     },
 }
 
+/// When GetCredentials answers relative to its audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AuditMode {
+    /// After the record is stored: no credentials without a record.
+    #[default]
+    Sync,
+    /// At once; the record is stored within milliseconds, and flushed at a
+    /// clean shutdown, but a crash can lose the last ones.
+    Async,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -206,6 +217,19 @@ pub struct Config {
     /// How often (ms) berth re-reads the TLS, tokens and policy files.
     #[arg(long, env = "BERTH_RELOAD_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true, hide = true)]
     pub reload_interval_ms: u64,
+
+    /// Whether GetCredentials waits for its audit record to be stored
+    /// (`sync`, the default: no credentials leave without their record) or
+    /// answers at once (`async`: faster under load; a crash can lose the
+    /// last records).
+    #[arg(
+        long,
+        env = "BERTH_AUDIT_CREDENTIALS",
+        value_enum,
+        default_value = "sync",
+        global = true
+    )]
+    pub audit_credentials: AuditMode,
 
     /// Log format. The level comes from RUST_LOG (default `info`).
     #[arg(

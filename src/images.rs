@@ -100,6 +100,8 @@ pub struct Images {
     store: Store,
     pool: Arc<ClientPool>,
     minter: Arc<credentials::Minter>,
+    /// GetCredentials answers without waiting for its audit record.
+    queue_audit: bool,
 }
 
 /// Page size limits of the registry listing calls.
@@ -117,7 +119,20 @@ impl Images {
             store,
             pool: Arc::new(ClientPool::new(options)),
             minter: Arc::new(minter),
+            queue_audit: false,
         }
+    }
+
+    /// Whether GetCredentials answers before its audit record is stored
+    /// (`--audit-credentials async`).
+    pub fn with_queued_audit(mut self, queued: bool) -> Self {
+        self.queue_audit = queued;
+        self
+    }
+
+    /// Waits until every queued audit record is stored (clean shutdown).
+    pub async fn flush_audit(&self) -> Result<()> {
+        self.store.flush_audit().await
     }
 
     /// Drops what this replica cached for a registry (pooled client,
@@ -310,7 +325,12 @@ impl Images {
             request_id: caller.request_id.clone(),
             detail,
         };
-        if let Err(e) = self.store.record(&entry).await {
+        let recorded = if self.queue_audit {
+            self.store.record_queued(&entry).await
+        } else {
+            self.store.record(&entry).await
+        };
+        if let Err(e) = recorded {
             // Credentials must not leave without their audit record.
             tracing::error!(error = %e, "could not write the audit record of a credential issuance");
             return Err(e);

@@ -222,7 +222,8 @@ pub async fn run(
                         crate::registry_client::ClientOptions::with_timeout_secs(
                             config.registry_timeout,
                         ),
-                    );
+                    )
+                    .with_queued_audit(config.audit_credentials == crate::config::AuditMode::Async);
                     {
                         // Every replica drops what it cached for a registry
                         // that changed, wherever the change was made.
@@ -310,6 +311,13 @@ pub async fn run(
     tokio::select! {
         r = serve => r?,
         _ = grace => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; closing"),
+    }
+    // Queued audit records (--audit-credentials async) are stored before
+    // the process exits.
+    if let Ok(images) = state.images()
+        && let Err(e) = images.flush_audit().await
+    {
+        tracing::error!(error = %e, "queued audit records could not be stored at shutdown");
     }
     let err = failed.lock().ok().and_then(|mut f| f.take());
     match err {

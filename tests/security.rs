@@ -671,6 +671,73 @@ on_every_backend!(
     every_concurrent_issuance_is_audited
 );
 
+/// With `--audit-credentials async`, GetCredentials answers before its
+/// record is stored; a clean shutdown still stores every queued record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_audit_records_survive_a_clean_shutdown() {
+    let people = People::new();
+    let (t, p) = (people.tokens(), people.policy());
+    let server = TestServer::start_with(Backend::Sqlite, |cfg| {
+        cfg.tokens_file = Some(t.clone());
+        cfg.policy_file = Some(p.clone());
+        cfg.audit_credentials = berth::config::AuditMode::Async;
+    })
+    .await;
+    let mut regs = RegistryServiceClient::new(server.channel().await);
+    let reg = regs
+        .create_registry(as_(
+            "root",
+            pb::CreateRegistryRequest {
+                registry: Some(registry("queued.example.com", &["a"])),
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let images = ImageServiceClient::new(server.channel().await);
+    let mut calls = Vec::new();
+    for _ in 0..50 {
+        let mut images = images.clone();
+        let req = as_(
+            "runner",
+            pb::GetCredentialsRequest {
+                registry_id: reg.id.clone(),
+                project: "a".into(),
+                ..Default::default()
+            },
+        );
+        calls.push(tokio::spawn(
+            async move { images.get_credentials(req).await },
+        ));
+    }
+    for c in calls {
+        c.await.expect("call").expect("granted");
+    }
+    drop((regs, images));
+    let db = server.stop().await;
+    let server = TestServer::start_on_with(db, |cfg| {
+        cfg.tokens_file = Some(t);
+        cfg.policy_file = Some(p);
+    })
+    .await;
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let events = audit
+        .list_audit_events(as_(
+            "root",
+            pb::ListAuditEventsRequest {
+                action: "credentials.issue".into(),
+                page_size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 50, "every queued record was stored");
+    server.finish().await;
+}
+
 /// Issuances are audited through a group-commit writer: many concurrent
 /// calls share an INSERT, and still every one of them, granted or denied,
 /// has its own event before its answer leaves.

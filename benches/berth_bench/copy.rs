@@ -155,6 +155,7 @@ pub(crate) async fn copy_section(b: &mut Bench, dir: &Path) -> anyhow::Result<()
         url: format!("sqlite://{}?mode=rwc", dir.join("copy.db").display()),
         key: b.key.clone(),
         ecr: b.ecr.endpoint.clone(),
+        extra: b.args.berth_env.clone(),
     };
     let mut berth = BerthProc::spawn_berth(&b.berth_bin, &env, dir, "copy")?;
     berth.wait_serving().await?;

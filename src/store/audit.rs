@@ -140,9 +140,15 @@ fn row(e: &AuditEntry, now_us: i64) -> audit_event::ActiveModel {
 
 /// An entry waiting for the writer, and who waits for it.
 pub(super) struct Pending {
-    entry: AuditEntry,
+    /// `None`: a flush marker (answered once everything before it is
+    /// stored).
+    entry: Option<AuditEntry>,
     time_us: i64,
     done: oneshot::Sender<Result<()>>,
+}
+
+fn gone() -> crate::error::Error {
+    crate::error::Error::Unavailable("the audit writer stopped".into())
 }
 
 /// Most entries per INSERT (8 columns each: far below every backend's
@@ -159,12 +165,24 @@ pub(super) fn start_writer(db: DatabaseConnection) -> mpsc::Sender<Pending> {
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
-            let rows = batch.iter().map(|p| row(&p.entry, p.time_us));
-            let result = audit_event::Entity::insert_many(rows)
-                .exec_without_returning(&db)
-                .await
-                .map(|_| ())
-                .map_err(crate::error::Error::from);
+            let rows: Vec<_> = batch
+                .iter()
+                .filter_map(|p| p.entry.as_ref().map(|e| row(e, p.time_us)))
+                .collect();
+            let result = if rows.is_empty() {
+                Ok(())
+            } else {
+                audit_event::Entity::insert_many(rows)
+                    .exec_without_returning(&db)
+                    .await
+                    .map(|_| ())
+                    .map_err(crate::error::Error::from)
+            };
+            if let Err(e) = &result {
+                // Callers that wait get the error too; queued ones only
+                // have this line.
+                tracing::error!(error = %e, entries = batch.len(), "audit records were not stored");
+            }
             metrics::histogram!("berth_audit_batch_size").record(batch.len() as f64);
             for p in batch.drain(..) {
                 let _ = p.done.send(result.clone());
@@ -179,15 +197,32 @@ impl Store {
     /// issuance, a refused change).
     /// Returns once the entry is stored (see [`start_writer`]).
     pub async fn record(&self, e: &AuditEntry) -> Result<()> {
+        self.enqueue(Some(e.clone()))
+            .await?
+            .await
+            .map_err(|_| gone())?
+    }
+
+    /// Queues an event without waiting for it to be stored (the writer
+    /// logs a failure). Waits only while the queue is full.
+    pub async fn record_queued(&self, e: &AuditEntry) -> Result<()> {
+        self.enqueue(Some(e.clone())).await.map(drop)
+    }
+
+    /// Returns once every event queued before the call is stored.
+    pub async fn flush_audit(&self) -> Result<()> {
+        self.enqueue(None).await?.await.map_err(|_| gone())?
+    }
+
+    async fn enqueue(&self, entry: Option<AuditEntry>) -> Result<oneshot::Receiver<Result<()>>> {
         let (done, stored) = oneshot::channel();
         let pending = Pending {
-            entry: e.clone(),
+            entry,
             time_us: super::now_us(),
             done,
         };
-        let gone = || crate::error::Error::Unavailable("the audit writer stopped".into());
         self.audit.send(pending).await.map_err(|_| gone())?;
-        stored.await.map_err(|_| gone())?
+        Ok(stored)
     }
 
     /// Lists events, newest first.

@@ -111,8 +111,18 @@ impl Store {
             opts.max_connections(1).min_connections(1);
             // Per-connection settings go in the connect options, so a
             // connection the pool re-opens later has them too.
+            //
+            // synchronous=NORMAL: in WAL mode a commit is written to the WAL
+            // but not fsynced; a process crash loses nothing, a power loss
+            // may lose the last commits, the database stays consistent.
+            // SQLite's own advice for WAL, and what keeps a commit (the
+            // audit record of every GetCredentials) off the disk's fsync
+            // latency. Production runs PostgreSQL or MySQL, whose own
+            // settings decide their durability.
             opts.map_sqlx_sqlite_opts(|o| {
-                o.foreign_keys(true).busy_timeout(Duration::from_secs(5))
+                o.foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5))
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
             });
         } else {
             opts.max_connections(16).min_connections(1);

@@ -158,6 +158,7 @@ pub fn config(db_url: &str) -> Config {
         feed_retention: 10_000,
         feed_poll_ms: 100,
         feed_progress_ms: 10_000,
+        audit_credentials: berth::config::AuditMode::Sync,
     }
 }
 
