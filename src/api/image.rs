@@ -101,7 +101,19 @@ impl ImageService for ImageApi {
             )
             .await?;
         let c = issued.credentials;
+        let proxy = issued.proxy.unwrap_or_else(|| crate::domain::Proxy {
+            url: String::new(),
+            username: String::new(),
+            no_proxy: Vec::new(),
+        });
         Ok(Response::new(pb::GetCredentialsResponse {
+            proxy_url: proxy.url,
+            proxy_username: proxy.username,
+            proxy_password: issued
+                .proxy_password
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+            no_proxy: proxy.no_proxy,
             username: c.username,
             password: c.password.expose().to_string(),
             server_address: c.server_address,
