@@ -110,7 +110,7 @@ class GetCredentialsRequest(_message.Message):
     def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., image_reference: _Optional[str] = ..., kubernetes_namespace: _Optional[str] = ...) -> None: ...
 
 class GetCredentialsResponse(_message.Message):
-    __slots__ = ("username", "password", "server_address", "expire_time", "docker_config_json", "kubernetes_secret_yaml", "insecure", "ca_cert_pem", "registry_id")
+    __slots__ = ("username", "password", "server_address", "expire_time", "docker_config_json", "kubernetes_secret_yaml", "insecure", "ca_cert_pem", "registry_id", "proxy_url", "proxy_username", "proxy_password", "no_proxy")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,10 @@ class GetCredentialsResponse(_message.Message):
     INSECURE_FIELD_NUMBER: _ClassVar[int]
     CA_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_URL_FIELD_NUMBER: _ClassVar[int]
+    PROXY_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PROXY_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NO_PROXY_FIELD_NUMBER: _ClassVar[int]
     username: str
     password: str
     server_address: str
@@ -129,7 +133,11 @@ class GetCredentialsResponse(_message.Message):
     insecure: bool
     ca_cert_pem: str
     registry_id: str
-    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., server_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., docker_config_json: _Optional[str] = ..., kubernetes_secret_yaml: _Optional[str] = ..., insecure: _Optional[bool] = ..., ca_cert_pem: _Optional[str] = ..., registry_id: _Optional[str] = ...) -> None: ...
+    proxy_url: str
+    proxy_username: str
+    proxy_password: str
+    no_proxy: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., server_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., docker_config_json: _Optional[str] = ..., kubernetes_secret_yaml: _Optional[str] = ..., insecure: _Optional[bool] = ..., ca_cert_pem: _Optional[str] = ..., registry_id: _Optional[str] = ..., proxy_url: _Optional[str] = ..., proxy_username: _Optional[str] = ..., proxy_password: _Optional[str] = ..., no_proxy: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRepositoriesRequest(_message.Message):
     __slots__ = ("registry_id", "project", "page_size", "page_token")
