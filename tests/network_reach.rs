@@ -217,7 +217,7 @@ async fn every_call_goes_through_the_registrys_proxy() {
         .tags;
     assert!(!tags.is_empty());
     assert!(
-        proxy.tunnels().iter().any(|t| *t == reg.host),
+        proxy.tunnels().contains(&reg.host),
         "the proxy tunnelled to {}: {:?}",
         reg.host,
         proxy.tunnels()

@@ -180,7 +180,7 @@ pub fn validate_budget(
     v: &mut Vec<FieldViolation>,
 ) -> Budget {
     let mut micro_rps = 0;
-    if !rps.is_finite() || rps < 0.0 || rps > limits::RPS {
+    if !rps.is_finite() || !(0.0..=limits::RPS).contains(&rps) {
         v.push(FieldViolation::new(
             format!("{prefix}.budget.requests_per_second"),
             format!("must be between 0 (unlimited) and {}", limits::RPS),

@@ -259,7 +259,7 @@ impl Snapshot {
                     verify: self.tls_verify,
                     ca_cert_pem: self.ca_cert_pem,
                 },
-                proxy: (!self.proxy_url.is_empty()).then(|| Proxy {
+                proxy: (!self.proxy_url.is_empty()).then_some(Proxy {
                     url: self.proxy_url,
                     username: self.proxy_username,
                     no_proxy: self.no_proxy,
