@@ -449,3 +449,82 @@ async fn the_budget_caps_concurrency_and_rate() {
     );
     server.finish().await;
 }
+
+/// The proxy password is sealed like the registry secret, counted by
+/// `key_status` and re-sealed by `rotate-key`: after a rotation the new key
+/// alone opens both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_password_is_rotated_with_the_secret() {
+    use berth::secret::Cipher;
+    let key_b = Cipher::generate_base64().as_str().to_owned();
+    let id_a = Cipher::from_base64(common::TEST_KEY)
+        .expect("key")
+        .key_id()
+        .to_owned();
+    let id_b = Cipher::from_base64(&key_b)
+        .expect("key")
+        .key_id()
+        .to_owned();
+    let both = format!("{key_b},{}", common::TEST_KEY);
+    let with_keys = |db: &common::TestDb, keys: &str| {
+        let mut cfg = common::config(&db.url);
+        cfg.secret_key = Some(keys.to_owned());
+        cfg
+    };
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (mut regs, _) = clients(&server).await;
+    let id = regs
+        .create_registry(pb::CreateRegistryRequest {
+            registry: Some(Registry {
+                provider: Provider::Other as i32,
+                address: "registry.example.com".into(),
+                namespace: "team".into(),
+                username: "robot".into(),
+                secret: "registry-secret-123".into(),
+                scope: scope(),
+                proxy: Some(ProxySettings {
+                    url: "http://proxy.example.com:3128".into(),
+                    username: PROXY_USER.into(),
+                    password: PROXY_PASSWORD.into(),
+                    no_proxy: vec![".internal.example".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .id;
+    let db = server.stop().await;
+
+    let status = berth::server::key_status(&with_keys(&db, &both))
+        .await
+        .expect("status");
+    assert_eq!(status.old, vec![(id_a, 2)], "secret and proxy password");
+    let done = berth::server::rotate_keys(&with_keys(&db, &both))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        done.to_string(),
+        format!("rotated 2 secrets to key {id_b}; 0 already current")
+    );
+
+    let server = TestServer::start_on_with(db, |cfg| cfg.secret_key = Some(key_b.clone())).await;
+    let (_, mut images) = clients(&server).await;
+    let creds = images
+        .get_credentials(pb::GetCredentialsRequest {
+            registry_id: id,
+            project: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("credentials under the new key alone")
+        .into_inner();
+    assert_eq!(creds.password, "registry-secret-123");
+    assert_eq!(creds.proxy_url, "http://proxy.example.com:3128");
+    assert_eq!(creds.proxy_password, PROXY_PASSWORD);
+    assert_eq!(creds.no_proxy, [".internal.example"]);
+    server.finish().await;
+}
