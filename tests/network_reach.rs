@@ -236,6 +236,25 @@ async fn every_call_goes_through_the_registrys_proxy() {
     assert!(p.password.is_empty());
     assert!(p.has_password);
     assert!(got.budget.is_none(), "no budget set");
+    // Nor does the change feed.
+    let mut watch = regs
+        .watch_registries(pb::WatchRegistriesRequest {
+            initial_state: true,
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("stream")
+        .expect("existing")
+        .registry
+        .expect("registry");
+    let p = first.proxy.expect("proxy in the feed");
+    assert!(p.password.is_empty() && p.has_password);
+    drop(watch);
 
     // GetCredentials hands the proxy, password included, to callers.
     let creds = images
