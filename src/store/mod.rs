@@ -303,6 +303,7 @@ impl Store {
                 id: id.clone(),
                 spec: spec.clone(),
                 has_secret: sealed.is_some(),
+                has_proxy_password: sealed_proxy_password.is_some(),
                 is_default,
                 create_time_us: now,
                 update_time_us: now,
