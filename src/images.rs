@@ -659,6 +659,7 @@ impl Images {
         who: &Principal,
         spec: RegistrySpec,
         secret: Option<Secret>,
+        proxy_password: Option<Secret>,
     ) -> Result<ConnectionReport> {
         // Testing unsaved settings is part of creating a registry.
         who.require_any(Role::Admin, "test unsaved registry settings")?;
@@ -666,7 +667,7 @@ impl Images {
             id: uuid::Uuid::new_v4().to_string(),
             spec,
             has_secret: secret.is_some(),
-            has_proxy_password: false,
+            has_proxy_password: proxy_password.is_some(),
             is_default: false,
             create_time_us: 0,
             update_time_us: 0,
@@ -677,7 +678,7 @@ impl Images {
             .test(&Target {
                 record,
                 secret,
-                proxy_password: None,
+                proxy_password,
             })
             .await)
     }

@@ -181,6 +181,37 @@ async fn every_call_goes_through_the_registrys_proxy() {
         ["registry.budget.requests_per_second", "registry.proxy.url"]
     );
 
+    // TestConnection of unsaved settings goes through the proxy too.
+    let report = images
+        .test_connection(pb::TestConnectionRequest {
+            spec: Some(pb::RegistrySpec {
+                provider: Provider::Other as i32,
+                address: reg.host.clone(),
+                username: reg.username.clone(),
+                secret: reg.password.clone(),
+                tls: Some(TlsSettings {
+                    verify: Some(true),
+                    ca_cert_pem: reg.ca_pem.clone(),
+                }),
+                proxy: Some(ProxySettings {
+                    url: proxy.url.clone(),
+                    username: PROXY_USER.into(),
+                    password: PROXY_PASSWORD.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("test connection")
+        .into_inner();
+    assert!(
+        report.reachable && report.credentials_accepted,
+        "{report:?}"
+    );
+    assert!(proxy.tunnels().contains(&reg.host), "{:?}", proxy.tunnels());
+
     let created = regs
         .create_registry(pb::CreateRegistryRequest {
             registry: Some(Registry {
@@ -209,6 +240,7 @@ async fn every_call_goes_through_the_registrys_proxy() {
     let id = created.id.clone();
 
     // ListTags goes through the proxy: the proxy saw the CONNECT.
+    proxy.tunnels.lock().expect("tunnels").clear();
     let tags = images
         .list_tags(tags_request(&id))
         .await

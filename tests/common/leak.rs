@@ -1,7 +1,7 @@
 //! The leak guard every test server runs behind: a transparent gRPC proxy
 //! that learns each secret callers send (CreateRegistry's and
 //! UpdateRegistry's `secret` and `proxy.password`, TestConnection's
-//! `secret`) and fails the test if any later
+//! `secret` and `proxy.password`) and fails the test if any later
 //! response other than GetCredentials carries one — in a message, an error
 //! message or error details — and a trace-level log capture that fails the
 //! test if any log line does. So every test in the suite checks that
@@ -95,10 +95,15 @@ fn learn_from_request(path: &str, body: &[u8]) {
         learn(&s);
     }
     let secret = match path {
-        "/berth.v1.ImageService/TestConnection" => pb::TestConnectionRequest::decode(msg)
-            .ok()
-            .and_then(|r| r.spec)
-            .map(|s| s.secret),
+        "/berth.v1.ImageService/TestConnection" => {
+            let spec = pb::TestConnectionRequest::decode(msg)
+                .ok()
+                .and_then(|r| r.spec);
+            if let Some(p) = spec.as_ref().and_then(|s| s.proxy.as_ref()) {
+                learn(&p.password);
+            }
+            spec.map(|s| s.secret)
+        }
         _ => None,
     };
     if let Some(s) = secret {

@@ -231,7 +231,7 @@ class GetImageResponse(_message.Message):
     def __init__(self, digest: _Optional[str] = ..., media_type: _Optional[str] = ..., size: _Optional[int] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegistrySpec(_message.Message):
-    __slots__ = ("provider", "address", "region", "username", "secret", "tls", "credential_mode", "instance_id")
+    __slots__ = ("provider", "address", "region", "username", "secret", "tls", "credential_mode", "instance_id", "proxy")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +240,7 @@ class RegistrySpec(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_MODE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
     provider: _types_pb2.Provider
     address: str
     region: str
@@ -248,7 +249,8 @@ class RegistrySpec(_message.Message):
     tls: _types_pb2.TlsSettings
     credential_mode: _registry_pb2.CredentialMode
     instance_id: str
-    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., credential_mode: _Optional[_Union[_registry_pb2.CredentialMode, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    proxy: _registry_pb2.ProxySettings
+    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., credential_mode: _Optional[_Union[_registry_pb2.CredentialMode, str]] = ..., instance_id: _Optional[str] = ..., proxy: _Optional[_Union[_registry_pb2.ProxySettings, _Mapping]] = ...) -> None: ...
 
 class TestConnectionRequest(_message.Message):
     __slots__ = ("registry_id", "spec")
