@@ -237,12 +237,25 @@ impl Store {
             "registry.create",
             &id,
             format!(
-                "provider={} address={} namespace={} scope={}{}",
+                "provider={} address={} namespace={} scope={}{}{}{}",
                 spec.provider,
                 spec.address,
                 spec.namespace,
                 describe_scope(&spec.scope),
-                if make_default { " default" } else { "" }
+                if make_default { " default" } else { "" },
+                spec.proxy
+                    .as_ref()
+                    .map(|p| format!(" proxy={}", p.url))
+                    .unwrap_or_default(),
+                if spec.budget.is_unlimited() {
+                    String::new()
+                } else {
+                    format!(
+                        " budget={}rps/{}",
+                        spec.budget.requests_per_second(),
+                        spec.budget.max_concurrent
+                    )
+                }
             ),
         );
         let actor = actor.name.as_str();
