@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Registry carries a write-only secret: its Debug is written by hand
         // (src/api/convert.rs) so that no `{:?}` can ever print it.
-        .skip_debug([".berth.v1.Registry"])
+        .skip_debug([".berth.v1.Registry", ".berth.v1.ProxySettings"])
         .compile_fds(fds)?;
     Ok(())
 }

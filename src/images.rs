@@ -24,6 +24,8 @@ pub struct Target {
     pub record: RegistryRecord,
     /// Its secret, if one is stored.
     pub secret: Option<Secret>,
+    /// Its proxy password, if one is stored.
+    pub proxy_password: Option<Secret>,
 }
 
 /// What ResolveImage asks for.
@@ -74,6 +76,10 @@ pub struct Issued {
     pub insecure: bool,
     /// CA to trust.
     pub ca_cert_pem: String,
+    /// The proxy to reach the registry through, if any.
+    pub proxy: Option<crate::domain::Proxy>,
+    /// Its password.
+    pub proxy_password: Option<Secret>,
 }
 
 /// Result of TestConnection.
@@ -188,7 +194,7 @@ impl Images {
                 "registry {id} is not available to project `{project}`"
             ))
         };
-        let (record, secret) = match self.store.get_with_secret(id).await {
+        let (record, secrets) = match self.store.get_with_secret(id).await {
             Err(Error::NotFound(_)) if !who.sees_everything() => return Err(hidden()),
             other => other?,
         };
@@ -200,7 +206,11 @@ impl Images {
                 "registry {id} is not available to project `{project}`: its scope does not include it"
             )));
         }
-        Ok(Target { record, secret })
+        Ok(Target {
+            record,
+            secret: secrets.secret,
+            proxy_password: secrets.proxy_password,
+        })
     }
 
     /// ResolveImage.
@@ -390,6 +400,8 @@ impl Images {
             credentials: creds,
             docker_config_json,
             kubernetes_secret_yaml,
+            proxy: spec.proxy.clone(),
+            proxy_password: target.proxy_password.clone(),
         })
     }
 
@@ -463,9 +475,12 @@ impl Images {
         target: &Target,
     ) -> Result<(Arc<RegistryClient>, Credentials)> {
         let rec = &target.record;
-        let client = self
-            .pool
-            .get(&rec.id, rec.revision, &rec.spec.address, &rec.spec.tls)?;
+        let client = self.pool.get(
+            &rec.id,
+            rec.revision,
+            &rec.spec,
+            target.proxy_password.as_ref(),
+        )?;
         let creds = self.mint(target).await?;
         set_login(&client, &creds);
         Ok((client, creds))
@@ -645,11 +660,17 @@ impl Images {
         registry_id: &str,
     ) -> Result<ConnectionReport> {
         let id = registry_id_of(registry_id)?;
-        let (record, secret) = self.store.get_with_secret(&id).await?;
+        let (record, secrets) = self.store.get_with_secret(&id).await?;
         if !who.may_see(&record.spec.scope) {
             return Err(crate::store::not_found(&id));
         }
-        Ok(self.test(&Target { record, secret }).await)
+        Ok(self
+            .test(&Target {
+                record,
+                secret: secrets.secret,
+                proxy_password: secrets.proxy_password,
+            })
+            .await)
     }
 
     /// TestConnection for an unsaved registry.
@@ -658,6 +679,7 @@ impl Images {
         who: &Principal,
         spec: RegistrySpec,
         secret: Option<Secret>,
+        proxy_password: Option<Secret>,
     ) -> Result<ConnectionReport> {
         // Testing unsaved settings is part of creating a registry.
         who.require_any(Role::Admin, "test unsaved registry settings")?;
@@ -665,27 +687,47 @@ impl Images {
             id: uuid::Uuid::new_v4().to_string(),
             spec,
             has_secret: secret.is_some(),
+            has_proxy_password: proxy_password.is_some(),
             is_default: false,
             create_time_us: 0,
             update_time_us: 0,
             updated_by: String::new(),
             revision: 0,
         };
-        Ok(self.test(&Target { record, secret }).await)
+        Ok(self
+            .test(&Target {
+                record,
+                secret,
+                proxy_password,
+            })
+            .await)
     }
 
     async fn test(&self, target: &Target) -> ConnectionReport {
         use crate::registry_client::ClientError as C;
         let spec = &target.record.spec;
         let mut report = ConnectionReport::default();
-        let client =
-            match RegistryClient::new(&spec.address, &spec.tls, self.pool.options().clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    report.message = e.to_string();
-                    return report;
-                }
-            };
+        // Through the registry's proxy and within its budget, like every
+        // other call (an unsaved registry has neither: revision 0).
+        let reach = crate::registry_client::Reach {
+            proxy: spec.proxy.as_ref(),
+            proxy_password: target.proxy_password.as_ref(),
+            limiter: (target.record.revision > 0)
+                .then(|| self.pool.limiter(&target.record.id, spec.budget))
+                .flatten(),
+        };
+        let client = match RegistryClient::with_reach(
+            &spec.address,
+            &spec.tls,
+            reach,
+            self.pool.options().clone(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                report.message = e.to_string();
+                return report;
+            }
+        };
         match client.ping().await {
             Ok(p) => {
                 report.reachable = true;

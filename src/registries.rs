@@ -60,7 +60,13 @@ impl Registries {
         }
         let rec = self
             .store
-            .create(&spec, input.secret.as_ref(), make_default, &caller.actor())
+            .create(
+                &spec,
+                input.secret.as_ref(),
+                input.proxy_password.as_ref(),
+                make_default,
+                &caller.actor(),
+            )
             .await?;
         self.feed.nudge();
         tracing::info!(id = %rec.id, provider = %spec.provider, address = %spec.address, is_default = rec.is_default, "registry created");
@@ -184,11 +190,20 @@ impl Registries {
                     return Err(crate::store::not_found(&id));
                 }
                 who.require_manage(&current.spec.scope)?;
-                let (merged, change) = domain::apply_mask(&current.spec, patch.clone(), mask)?;
-                let keeps_secret = matches!(change, SecretChange::Keep) && current.has_secret;
-                let spec = domain::validate(&merged, keeps_secret, "registry")?;
+                let (merged, mut changes) =
+                    domain::apply_mask_full(&current.spec, patch.clone(), mask)?;
+                let keeps_secret =
+                    matches!(changes.secret, SecretChange::Keep) && current.has_secret;
+                let keeps_proxy_password = matches!(changes.proxy_password, SecretChange::Keep)
+                    && current.has_proxy_password;
+                let spec =
+                    domain::validate_with(&merged, keeps_secret, keeps_proxy_password, "registry")?;
+                // No proxy left: its password goes with it.
+                if spec.proxy.is_none() && current.has_proxy_password {
+                    changes.proxy_password = SecretChange::Clear;
+                }
                 who.require_manage(&spec.scope)?;
-                Ok((spec, change))
+                Ok((spec, changes))
             })
             .await;
         let rec = match result {

@@ -215,5 +215,52 @@ async fn cli_manages_registries_and_images() {
         err.contains("InvalidArgument") && err.contains("project"),
         "{err}"
     );
+
+    // A proxy (its password from a file, never echoed) and a budget.
+    let dir = tempfile::tempdir().expect("dir");
+    let pw = dir.path().join("proxy-password");
+    std::fs::write(&pw, "cli-proxy-password-42\n").expect("write");
+    let out = berth(
+        &server,
+        &[
+            "registry",
+            "create",
+            "--provider",
+            "other",
+            "--address",
+            "proxied.example.com",
+            "--namespace",
+            "team",
+            "--project",
+            "ops",
+            "--proxy-url",
+            "http://proxy.example.com:3128",
+            "--proxy-username",
+            "ops",
+            "--proxy-password-file",
+            pw.to_str().expect("utf-8 path"),
+            "--no-proxy",
+            ".internal.example",
+            "--requests-per-second",
+            "2.5",
+            "--max-concurrent",
+            "3",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let text = ok(&out);
+    assert!(!text.contains("cli-proxy-password-42"), "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        created["proxy"],
+        serde_json::json!({"url": "http://proxy.example.com:3128", "username": "ops",
+            "hasPassword": true, "noProxy": [".internal.example"]})
+    );
+    assert_eq!(
+        created["budget"],
+        serde_json::json!({"requestsPerSecond": 2.5, "maxConcurrent": 3})
+    );
     server.finish().await;
 }

@@ -71,6 +71,8 @@ pub fn registry_input(r: pb::Registry) -> Result<RegistryInput> {
         Some(t) => (t.verify, t.ca_cert_pem),
         None => (None, String::new()),
     };
+    let proxy = r.proxy.unwrap_or_default();
+    let budget = r.budget.unwrap_or_default();
     Ok(RegistryInput {
         provider,
         address: r.address,
@@ -85,12 +87,30 @@ pub fn registry_input(r: pb::Registry) -> Result<RegistryInput> {
         ca_cert_pem,
         credential_mode,
         instance_id: r.instance_id,
+        proxy_url: proxy.url,
+        proxy_username: proxy.username,
+        proxy_password: (!proxy.password.is_empty()).then(|| Secret::new(proxy.password)),
+        no_proxy: proxy.no_proxy,
+        budget_rps: budget.requests_per_second,
+        budget_max_concurrent: budget.max_concurrent,
     })
 }
 
-/// A record as a Registry message. The secret is never set.
+/// A record as a Registry message. The secret and the proxy password are
+/// never set.
 pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
     let etag = r.etag();
+    let proxy = r.spec.proxy.map(|p| pb::ProxySettings {
+        url: p.url,
+        username: p.username,
+        password: String::new(),
+        has_password: r.has_proxy_password,
+        no_proxy: p.no_proxy,
+    });
+    let budget = (!r.spec.budget.is_unlimited()).then(|| pb::RequestBudget {
+        requests_per_second: r.spec.budget.requests_per_second(),
+        max_concurrent: r.spec.budget.max_concurrent,
+    });
     let (all_projects, projects) = match r.spec.scope {
         Scope::AllProjects => (true, Vec::new()),
         Scope::Projects(p) => (false, p),
@@ -120,6 +140,8 @@ pub fn registry_to_pb(r: RegistryRecord) -> pb::Registry {
         updated_by: r.updated_by,
         credential_mode: credential_mode_to_pb(r.spec.credential_mode),
         instance_id: r.spec.instance_id,
+        proxy,
+        budget,
     }
 }
 
@@ -197,8 +219,26 @@ impl fmt::Debug for pb::Registry {
             .field("tls", &self.tls)
             .field("credential_mode", &self.credential_mode)
             .field("instance_id", &self.instance_id)
+            .field("proxy", &self.proxy)
+            .field("budget", &self.budget)
             .field("etag", &self.etag)
             .finish_non_exhaustive()
+    }
+}
+
+// By hand too: the proxy password is as secret as `Registry.secret`.
+impl fmt::Debug for pb::ProxySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("has_password", &self.has_password)
+            .field("no_proxy", &self.no_proxy)
+            .finish()
     }
 }
 
@@ -302,9 +342,17 @@ mod tests {
     fn registry_debug_hides_secret() {
         let r = pb::Registry {
             secret: "hunter2".into(),
+            proxy: Some(pb::ProxySettings {
+                url: "http://p:3128".into(),
+                password: "swordfish".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert!(!format!("{r:?}").contains("hunter2"));
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("swordfish"));
+        assert!(shown.contains("http://p:3128"));
     }
 
     #[test]

@@ -101,7 +101,19 @@ impl ImageService for ImageApi {
             )
             .await?;
         let c = issued.credentials;
+        let proxy = issued.proxy.unwrap_or_else(|| crate::domain::Proxy {
+            url: String::new(),
+            username: String::new(),
+            no_proxy: Vec::new(),
+        });
         Ok(Response::new(pb::GetCredentialsResponse {
+            proxy_url: proxy.url,
+            proxy_username: proxy.username,
+            proxy_password: issued
+                .proxy_password
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+            no_proxy: proxy.no_proxy,
             username: c.username,
             password: c.password.expose().to_string(),
             server_address: c.server_address,
@@ -218,7 +230,13 @@ impl ImageService for ImageApi {
             (true, Some(s)) => {
                 // An unsaved registry is checked by the same rules as a
                 // stored one, minus the fields a connection does not need.
+                let proxy = s.proxy.unwrap_or_default();
                 let input = RegistryInput {
+                    proxy_url: proxy.url,
+                    proxy_username: proxy.username,
+                    proxy_password: (!proxy.password.is_empty())
+                        .then(|| Secret::new(proxy.password)),
+                    no_proxy: proxy.no_proxy,
                     provider: provider(s.provider, "spec.provider")?,
                     address: s.address,
                     region: s.region,
@@ -232,8 +250,9 @@ impl ImageService for ImageApi {
                     ..Default::default()
                 };
                 let secret = input.secret.clone();
+                let proxy_password = input.proxy_password.clone();
                 let spec = validate_for_connection(&input, "spec")?;
-                images.test_spec(who, spec, secret).await?
+                images.test_spec(who, spec, secret, proxy_password).await?
             }
             _ => {
                 return Err(

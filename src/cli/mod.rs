@@ -150,6 +150,26 @@ pub struct CreateArgs {
     /// not name the instance.
     #[arg(long, default_value = "")]
     instance_id: String,
+    /// HTTP(S) proxy berth reaches the registry through
+    /// (`http://host:port`).
+    #[arg(long, default_value = "")]
+    proxy_url: String,
+    /// Username for the proxy.
+    #[arg(long, default_value = "")]
+    proxy_username: String,
+    /// Read the proxy password from this file.
+    #[arg(long)]
+    proxy_password_file: Option<PathBuf>,
+    /// Host reached without the proxy (repeat).
+    #[arg(long = "no-proxy")]
+    no_proxy: Vec<String>,
+    /// Most requests per second berth sends the registry, per replica
+    /// (0: unlimited).
+    #[arg(long, default_value_t = 0.0)]
+    requests_per_second: f64,
+    /// Most requests in flight to the registry, per replica (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_concurrent: u32,
 }
 
 /// `berth image …`.
@@ -369,6 +389,30 @@ pub async fn registry(cmd: RegistryCommand, args: &ClientArgs) -> anyhow::Result
                     .with_context(|| format!("reading {}", f.display()))?,
                 None => String::new(),
             };
+            let proxy_password = match &a.proxy_password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                None => String::new(),
+            };
+            let proxy = (!a.proxy_url.is_empty()
+                || !a.proxy_username.is_empty()
+                || !proxy_password.is_empty()
+                || !a.no_proxy.is_empty())
+            .then(|| pb::ProxySettings {
+                url: a.proxy_url,
+                username: a.proxy_username,
+                password: proxy_password,
+                no_proxy: a.no_proxy,
+                ..Default::default()
+            });
+            let budget = (a.requests_per_second != 0.0 || a.max_concurrent != 0).then_some(
+                pb::RequestBudget {
+                    requests_per_second: a.requests_per_second,
+                    max_concurrent: a.max_concurrent,
+                },
+            );
             let registry = pb::Registry {
                 provider: provider_value(&a.provider)?,
                 address: a.address,
@@ -393,6 +437,8 @@ pub async fn registry(cmd: RegistryCommand, args: &ClientArgs) -> anyhow::Result
                     .transpose()?
                     .unwrap_or(0),
                 instance_id: a.instance_id,
+                proxy,
+                budget,
                 ..Default::default()
             };
             let r = c

@@ -52,6 +52,14 @@ fn registry_json(r: &pb::Registry) -> Value {
             .map(|m| m.as_str_name().to_owned())
             .unwrap_or_else(|_| r.credential_mode.to_string()),
         "instanceId": r.instance_id,
+        // The proxy password is never returned; only whether one is stored.
+        "proxy": r.proxy.as_ref().map(|p| json!({
+            "url": p.url, "username": p.username, "hasPassword": p.has_password,
+            "noProxy": p.no_proxy,
+        })),
+        "budget": r.budget.as_ref().map(|b| json!({
+            "requestsPerSecond": b.requests_per_second, "maxConcurrent": b.max_concurrent,
+        })),
     })
 }
 

@@ -6,6 +6,7 @@ pub mod address;
 pub mod descriptor;
 pub mod instance;
 pub mod layout;
+pub mod network;
 pub mod provider;
 pub mod reference;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod tag_template;
 pub mod update;
 
 pub use address::{RegistryAddress, Scheme};
+pub use network::{Budget, Proxy};
 pub use provider::{CredentialMode, Need, Provider, Rules};
-pub use registry::{RegistryInput, RegistrySpec, Scope, Tls, validate};
-pub use update::{SecretChange, apply_mask};
+pub use registry::{RegistryInput, RegistrySpec, Scope, Tls, validate, validate_with};
+pub use update::{Changes, SecretChange, apply_mask, apply_mask_full};

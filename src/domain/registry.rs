@@ -3,6 +3,7 @@
 
 use super::address::RegistryAddress;
 use super::instance;
+use super::network::{self, Budget, Proxy};
 use super::provider::{CredentialMode, Need, Provider};
 use crate::error::{Error, FieldViolation, Result};
 use crate::secret::Secret;
@@ -91,6 +92,18 @@ pub struct RegistryInput {
     pub credential_mode: Option<CredentialMode>,
     /// Cloud instance id.
     pub instance_id: String,
+    /// `proxy.url`; empty means no proxy.
+    pub proxy_url: String,
+    /// `proxy.username`.
+    pub proxy_username: String,
+    /// New proxy password; `None` means "none given".
+    pub proxy_password: Option<Secret>,
+    /// `proxy.no_proxy`.
+    pub no_proxy: Vec<String>,
+    /// `budget.requests_per_second` (0: unlimited).
+    pub budget_rps: f64,
+    /// `budget.max_concurrent` (0: unlimited).
+    pub budget_max_concurrent: u32,
 }
 
 /// A validated registry (without its secret, which is stored sealed).
@@ -116,6 +129,10 @@ pub struct RegistrySpec {
     pub credential_mode: CredentialMode,
     /// Cloud instance id ("" when unused or derived from the address).
     pub instance_id: String,
+    /// The forward proxy berth reaches the registry through, if any.
+    pub proxy: Option<Proxy>,
+    /// The request budget (per replica).
+    pub budget: Budget,
 }
 
 impl RegistrySpec {
@@ -144,6 +161,24 @@ impl RegistrySpec {
             credential_mode: (self.credential_mode != self.provider.default_credential_mode())
                 .then_some(self.credential_mode),
             instance_id: self.instance_id.clone(),
+            proxy_url: self
+                .proxy
+                .as_ref()
+                .map(|p| p.url.clone())
+                .unwrap_or_default(),
+            proxy_username: self
+                .proxy
+                .as_ref()
+                .map(|p| p.username.clone())
+                .unwrap_or_default(),
+            proxy_password: None,
+            no_proxy: self
+                .proxy
+                .as_ref()
+                .map(|p| p.no_proxy.clone())
+                .unwrap_or_default(),
+            budget_rps: self.budget.requests_per_second(),
+            budget_max_concurrent: self.budget.max_concurrent,
         }
     }
 }
@@ -155,6 +190,16 @@ impl RegistrySpec {
 pub fn validate(
     input: &RegistryInput,
     has_stored_secret: bool,
+    prefix: &str,
+) -> Result<RegistrySpec> {
+    validate_with(input, has_stored_secret, false, prefix)
+}
+
+/// [`validate`], also told whether a proxy password stays stored.
+pub fn validate_with(
+    input: &RegistryInput,
+    has_stored_secret: bool,
+    has_stored_proxy_password: bool,
     prefix: &str,
 ) -> Result<RegistrySpec> {
     let mut v = Vec::new();
@@ -310,6 +355,24 @@ pub fn validate(
     if let Err(why) = check_ca_pem(&input.ca_cert_pem) {
         v.push(FieldViolation::new(f("tls.ca_cert_pem"), why));
     }
+    let proxy = network::validate_proxy(
+        &input.proxy_url,
+        &input.proxy_username,
+        input.proxy_password.is_some() || has_stored_proxy_password,
+        input
+            .proxy_password
+            .as_ref()
+            .map_or(0, |p| p.expose().len()),
+        &input.no_proxy,
+        prefix,
+        &mut v,
+    );
+    let budget = network::validate_budget(
+        input.budget_rps,
+        input.budget_max_concurrent,
+        prefix,
+        &mut v,
+    );
 
     match (address, scope) {
         (Some(address), Some(scope)) if v.is_empty() => Ok(RegistrySpec {
@@ -326,6 +389,8 @@ pub fn validate(
             },
             credential_mode: mode,
             instance_id: instance_id.to_string(),
+            proxy,
+            budget,
         }),
         _ => Err(Error::InvalidArgument(v)),
     }

@@ -16,8 +16,17 @@ pub enum SecretChange {
     Set(Secret),
 }
 
+/// What an update does to the two stored secrets.
+#[derive(Debug)]
+pub struct Changes {
+    /// The registry secret.
+    pub secret: SecretChange,
+    /// The proxy password.
+    pub proxy_password: SecretChange,
+}
+
 /// Paths an update mask may name.
-pub const MUTABLE_PATHS: [&str; 13] = [
+pub const MUTABLE_PATHS: [&str; 21] = [
     "provider",
     "address",
     "namespace",
@@ -31,9 +40,18 @@ pub const MUTABLE_PATHS: [&str; 13] = [
     "tls.ca_cert_pem",
     "credential_mode",
     "instance_id",
+    "proxy",
+    "proxy.url",
+    "proxy.username",
+    "proxy.password",
+    "proxy.no_proxy",
+    "budget",
+    "budget.requests_per_second",
+    "budget.max_concurrent",
 ];
 
-const OUTPUT_ONLY: [&str; 7] = [
+const OUTPUT_ONLY: [&str; 8] = [
+    "proxy.has_password",
     "id",
     "has_secret",
     "create_time",
@@ -51,6 +69,17 @@ pub fn apply_mask(
     patch: RegistryInput,
     mask: &[String],
 ) -> Result<(RegistryInput, SecretChange)> {
+    apply_mask_full(current, patch, mask).map(|(m, c)| (m, c.secret))
+}
+
+/// [`apply_mask`], with what happens to the proxy password too: like the
+/// secret, an empty one keeps the stored one unless `proxy` or
+/// `proxy.password` is named.
+pub fn apply_mask_full(
+    current: &RegistrySpec,
+    patch: RegistryInput,
+    mask: &[String],
+) -> Result<(RegistryInput, Changes)> {
     let mut paths: Vec<&str> = Vec::new();
     for p in mask {
         let p = p.as_str();
@@ -74,6 +103,7 @@ pub fn apply_mask(
         }
     }
     let explicit_secret = paths.contains(&"secret");
+    let explicit_proxy_password = paths.contains(&"proxy") || paths.contains(&"proxy.password");
     if paths.is_empty() {
         paths = MUTABLE_PATHS.to_vec();
     }
@@ -98,6 +128,20 @@ pub fn apply_mask(
             "tls.ca_cert_pem" => merged.ca_cert_pem = patch.ca_cert_pem.clone(),
             "credential_mode" => merged.credential_mode = patch.credential_mode,
             "instance_id" => merged.instance_id = patch.instance_id.clone(),
+            "proxy" => {
+                merged.proxy_url = patch.proxy_url.clone();
+                merged.proxy_username = patch.proxy_username.clone();
+                merged.no_proxy = patch.no_proxy.clone();
+            }
+            "proxy.url" => merged.proxy_url = patch.proxy_url.clone(),
+            "proxy.username" => merged.proxy_username = patch.proxy_username.clone(),
+            "proxy.no_proxy" => merged.no_proxy = patch.no_proxy.clone(),
+            "budget" => {
+                merged.budget_rps = patch.budget_rps;
+                merged.budget_max_concurrent = patch.budget_max_concurrent;
+            }
+            "budget.requests_per_second" => merged.budget_rps = patch.budget_rps,
+            "budget.max_concurrent" => merged.budget_max_concurrent = patch.budget_max_concurrent,
             _ => {}
         }
     }
@@ -109,7 +153,21 @@ pub fn apply_mask(
     if let SecretChange::Set(s) = &change {
         merged.secret = Some(s.clone());
     }
-    Ok((merged, change))
+    let proxy_password = match patch.proxy_password {
+        Some(p) => SecretChange::Set(p),
+        None if explicit_proxy_password => SecretChange::Clear,
+        None => SecretChange::Keep,
+    };
+    if let SecretChange::Set(p) = &proxy_password {
+        merged.proxy_password = Some(p.clone());
+    }
+    Ok((
+        merged,
+        Changes {
+            secret: change,
+            proxy_password,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -158,8 +216,31 @@ mod tests {
     }
 
     #[test]
+    fn proxy_password_rules() {
+        let patch = || RegistryInput {
+            proxy_url: "http://p:3128".into(),
+            budget_rps: 2.0,
+            ..Default::default()
+        };
+        let (m, c) = apply_mask_full(&current(), patch(), &["proxy.url".into()]).expect("ok");
+        assert_eq!(m.proxy_url, "http://p:3128");
+        assert_eq!(m.budget_rps, 0.0);
+        assert!(matches!(c.proxy_password, SecretChange::Keep));
+        let (_, c) = apply_mask_full(&current(), patch(), &["proxy".into()]).expect("ok");
+        assert!(matches!(c.proxy_password, SecretChange::Clear));
+        let (m, c) = apply_mask_full(&current(), patch(), &[]).expect("ok");
+        assert_eq!(m.budget_rps, 2.0);
+        assert!(matches!(c.proxy_password, SecretChange::Keep));
+        let mut p = patch();
+        p.proxy_password = Some(Secret::new("pw"));
+        let (m, c) = apply_mask_full(&current(), p, &["budget".into()]).expect("ok");
+        assert!(matches!(c.proxy_password, SecretChange::Set(_)));
+        assert!(m.proxy_password.is_some());
+    }
+
+    #[test]
     fn bad_paths_name_update_mask() {
-        for p in ["id", "is_default", "nope", "etag"] {
+        for p in ["id", "is_default", "nope", "etag", "proxy.has_password"] {
             let e = apply_mask(&current(), RegistryInput::default(), &[p.into()]).expect_err(p);
             assert!(
                 matches!(&e, Error::InvalidArgument(v) if v[0].field == "update_mask"),

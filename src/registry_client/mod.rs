@@ -12,6 +12,7 @@
 //! from the realm for the scope, cache it until shortly before it expires,
 //! retry once). A second 401 means the credentials were rejected.
 
+pub mod budget;
 pub mod challenge;
 mod ops;
 pub mod push;
@@ -27,8 +28,9 @@ use reqwest::header::{
 };
 use reqwest::{Method, Response, StatusCode};
 
-use crate::domain::{RegistryAddress, Scheme, Tls};
+use crate::domain::{Budget, Proxy, RegistryAddress, RegistrySpec, Scheme, Tls};
 use crate::secret::Secret;
+pub use budget::{Admission, Limiter};
 use challenge::Challenge;
 pub use ops::{ImageInfo, MANIFEST_TYPES, ManifestKind, PlatformInfo, sha256_digest};
 pub use push::{
@@ -136,6 +138,36 @@ pub struct RegistryClient {
     scheme: Mutex<AuthScheme>,
     /// Bearer tokens per scope, with the instant they stop being used.
     tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    /// The registry's request budget on this replica, if it has one.
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// How berth reaches a registry beyond its address and TLS settings.
+#[derive(Default, Clone)]
+pub struct Reach<'a> {
+    /// The forward proxy, if any.
+    pub proxy: Option<&'a Proxy>,
+    /// Its password, if one is stored.
+    pub proxy_password: Option<&'a Secret>,
+    /// The registry's shared request budget.
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+/// A reqwest proxy for `proxy`: every scheme goes through it (CONNECT for
+/// https), except the no-proxy hosts.
+fn reqwest_proxy(proxy: &Proxy, password: Option<&Secret>) -> Result<reqwest::Proxy, ClientError> {
+    let mut p = reqwest::Proxy::all(proxy.url.as_str())
+        .map_err(|e| ClientError::Unreachable(format!("proxy {}: {e}", proxy.url)))?;
+    if !proxy.username.is_empty() {
+        p = p.basic_auth(
+            &proxy.username,
+            password.map(Secret::expose).unwrap_or_default(),
+        );
+    }
+    if !proxy.no_proxy.is_empty() {
+        p = p.no_proxy(reqwest::NoProxy::from_string(&proxy.no_proxy.join(",")));
+    }
+    Ok(p)
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -151,6 +183,17 @@ impl RegistryClient {
     pub fn new(
         address: &RegistryAddress,
         tls: &Tls,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        Self::with_reach(address, tls, Reach::default(), options)
+    }
+
+    /// A client for `address` with the registry's TLS settings, proxy and
+    /// request budget.
+    pub fn with_reach(
+        address: &RegistryAddress,
+        tls: &Tls,
+        reach: Reach<'_>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         let (scheme, host) = match address.scheme() {
@@ -175,6 +218,11 @@ impl RegistryClient {
             let cfg = tls::client_config(tls).map_err(ClientError::Tls)?;
             builder = builder.use_preconfigured_tls(cfg);
         }
+        // A registry's own proxy replaces the environment's (HTTPS_PROXY
+        // and friends, which reqwest reads otherwise).
+        if let Some(proxy) = reach.proxy {
+            builder = builder.proxy(reqwest_proxy(proxy, reach.proxy_password)?);
+        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Unreachable(e.to_string()))?;
@@ -185,7 +233,17 @@ impl RegistryClient {
             creds: Mutex::new(None),
             scheme: Mutex::new(AuthScheme::Unknown),
             tokens: Mutex::new(HashMap::new()),
+            limiter: reach.limiter,
         })
+    }
+
+    /// Waits until the registry's budget lets one more request go; hold
+    /// the admission while the request is in flight.
+    pub(crate) async fn admit(&self) -> Option<Admission> {
+        match &self.limiter {
+            Some(l) => Some(l.admit().await),
+            None => None,
+        }
     }
 
     /// Sets (or replaces) the credentials; cached tokens are dropped when
@@ -353,6 +411,7 @@ impl RegistryClient {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
+        let admission = self.admit().await;
         let resp = self
             .http
             .get(url)
@@ -360,6 +419,7 @@ impl RegistryClient {
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
+        drop(admission);
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -418,7 +478,9 @@ impl RegistryClient {
             }
             req = extra.apply(req);
             let last = attempt >= self.options.attempts;
+            let admission = self.admit().await;
             let sent = req.send().await;
+            drop(admission);
             self.count(&sent);
             match sent {
                 Ok(resp)
@@ -535,6 +597,9 @@ fn transport_error(e: &reqwest::Error) -> ClientError {
 pub struct ClientPool {
     options: ClientOptions,
     clients: Mutex<HashMap<String, (i64, Arc<RegistryClient>)>>,
+    /// Budgets per registry id, kept across client rebuilds so that a
+    /// registry has one budget on this replica whatever else changes.
+    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
 }
 
 impl ClientPool {
@@ -543,6 +608,7 @@ impl ClientPool {
         ClientPool {
             options,
             clients: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -558,13 +624,32 @@ impl ClientPool {
         }
     }
 
-    /// The client for registry `id` at `revision`.
+    /// The shared limiter of registry `id` for `budget` (replaced when the
+    /// budget changed); `None` when the budget limits nothing.
+    pub fn limiter(&self, id: &str, budget: Budget) -> Option<Arc<Limiter>> {
+        let mut map = self.limiters.lock().ok()?;
+        if budget.is_unlimited() {
+            map.remove(id);
+            return None;
+        }
+        match map.get(id) {
+            Some(l) if l.budget() == budget => Some(l.clone()),
+            _ => {
+                let l = Limiter::new(budget)?;
+                map.insert(id.to_string(), l.clone());
+                Some(l)
+            }
+        }
+    }
+
+    /// The client for registry `id` at `revision`, reaching it through its
+    /// proxy (with `proxy_password`) within its budget.
     pub fn get(
         &self,
         id: &str,
         revision: i64,
-        address: &RegistryAddress,
-        tls: &Tls,
+        spec: &RegistrySpec,
+        proxy_password: Option<&Secret>,
     ) -> Result<Arc<RegistryClient>, ClientError> {
         if let Ok(map) = self.clients.lock()
             && let Some((rev, c)) = map.get(id)
@@ -572,7 +657,17 @@ impl ClientPool {
         {
             return Ok(c.clone());
         }
-        let client = Arc::new(RegistryClient::new(address, tls, self.options.clone())?);
+        let reach = Reach {
+            proxy: spec.proxy.as_ref(),
+            proxy_password,
+            limiter: self.limiter(id, spec.budget),
+        };
+        let client = Arc::new(RegistryClient::with_reach(
+            &spec.address,
+            &spec.tls,
+            reach,
+            self.options.clone(),
+        )?);
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id.to_string(), (revision, client.clone()));
         }

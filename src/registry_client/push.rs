@@ -414,7 +414,10 @@ impl RegistryClient {
         {
             req = req.header(AUTHORIZATION, auth);
         }
+        // Held for the whole upload: the body streams during `send`.
+        let admission = self.admit().await;
         let sent = req.send().await;
+        drop(admission);
         self.count(&sent);
         let resp = sent.map_err(|e| transport_error(&e))?;
         match resp.status() {
@@ -445,7 +448,9 @@ impl RegistryClient {
         {
             req = req.header(AUTHORIZATION, auth);
         }
+        let admission = self.admit().await;
         let sent = req.send().await;
+        drop(admission);
         self.count(&sent);
     }
 

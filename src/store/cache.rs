@@ -26,9 +26,18 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// platform has hundreds of registries, not hundreds of thousands).
 const MAX_ENTRIES: usize = 10_000;
 
+/// The decrypted secrets of one registry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Secrets {
+    /// The registry secret.
+    pub secret: Option<Secret>,
+    /// The proxy password.
+    pub proxy_password: Option<Secret>,
+}
+
 struct Entry {
     record: RegistryRecord,
-    secret: Option<Secret>,
+    secrets: Secrets,
     at: Instant,
 }
 
@@ -64,15 +73,15 @@ impl RegistryCache {
     }
 
     /// Registry `id`, if cached and fresh.
-    pub fn get(&self, id: &str) -> Option<(RegistryRecord, Option<Secret>)> {
+    pub fn get(&self, id: &str) -> Option<(RegistryRecord, Secrets)> {
         let entries = self.entries.read().ok()?;
         let e = entries.get(id)?;
-        (e.at.elapsed() < self.ttl).then(|| (e.record.clone(), e.secret.clone()))
+        (e.at.elapsed() < self.ttl).then(|| (e.record.clone(), e.secrets.clone()))
     }
 
     /// Stores a registry loaded under `generation`, unless something was
     /// invalidated since.
-    pub fn put(&self, generation: u64, record: &RegistryRecord, secret: Option<&Secret>) {
+    pub fn put(&self, generation: u64, record: &RegistryRecord, secrets: &Secrets) {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
@@ -88,7 +97,7 @@ impl RegistryCache {
             record.id.clone(),
             Entry {
                 record: record.clone(),
-                secret: secret.cloned(),
+                secrets: secrets.clone(),
                 at: Instant::now(),
             },
         );
@@ -164,8 +173,11 @@ mod tests {
                 tls: Tls::default(),
                 credential_mode: crate::domain::CredentialMode::Static,
                 instance_id: String::new(),
+                proxy: None,
+                budget: Default::default(),
             },
             has_secret: true,
+            has_proxy_password: false,
             is_default: false,
             create_time_us: 1,
             update_time_us: 1,
@@ -179,21 +191,25 @@ mod tests {
         let c = RegistryCache::default();
         let g = c.generation();
         c.invalidate("a", false);
-        c.put(g, &record("a"), None);
+        c.put(g, &record("a"), &Secrets::default());
         assert!(c.get("a").is_none());
         let g = c.generation();
-        c.put(g, &record("a"), Some(&Secret::new("s")));
+        let secrets = Secrets {
+            secret: Some(Secret::new("s")),
+            proxy_password: Some(Secret::new("p")),
+        };
+        c.put(g, &record("a"), &secrets);
         let (r, s) = c.get("a").expect("cached");
         assert_eq!(r.id, "a");
-        assert_eq!(s, Some(Secret::new("s")));
+        assert_eq!(s, secrets);
     }
 
     #[test]
     fn invalidation_drops_one_or_all() {
         let c = RegistryCache::default();
         let g = c.generation();
-        c.put(g, &record("a"), None);
-        c.put(g, &record("b"), None);
+        c.put(g, &record("a"), &Secrets::default());
+        c.put(g, &record("b"), &Secrets::default());
         c.put_default(g, Some("a".into()));
         c.invalidate("a", false);
         assert!(c.get("a").is_none());
@@ -213,7 +229,7 @@ mod tests {
     fn entries_expire() {
         let c = RegistryCache::new(Duration::from_millis(1));
         let g = c.generation();
-        c.put(g, &record("a"), None);
+        c.put(g, &record("a"), &Secrets::default());
         c.put_default(g, None);
         std::thread::sleep(Duration::from_millis(5));
         assert!(c.get("a").is_none());

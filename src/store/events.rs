@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use super::entity::{registry_event, registry_revision};
 use super::rows::RegistryRecord;
-use crate::domain::{Provider, RegistryAddress, RegistrySpec, Scope, Tls};
+use crate::domain::{Budget, Provider, Proxy, RegistryAddress, RegistrySpec, Scope, Tls};
 use crate::error::{Error, Result};
 
 /// What happened to a registry.
@@ -137,6 +137,21 @@ struct Snapshot {
     credential_mode: String,
     #[serde(default)]
     instance_id: String,
+    /// Proxy settings (never its password, only whether one is stored);
+    /// absent from events written before the fields: no proxy.
+    #[serde(default)]
+    proxy_url: String,
+    #[serde(default)]
+    proxy_username: String,
+    #[serde(default)]
+    no_proxy: Vec<String>,
+    #[serde(default)]
+    has_proxy_password: bool,
+    /// The request budget; absent: unlimited.
+    #[serde(default)]
+    budget_micro_rps: u64,
+    #[serde(default)]
+    budget_max_concurrent: u32,
     /// The scope before a scope-changing update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_scope: Option<StoredScope>,
@@ -198,6 +213,27 @@ impl Snapshot {
             revision: r.revision,
             credential_mode: r.spec.credential_mode.as_str().to_owned(),
             instance_id: r.spec.instance_id.clone(),
+            proxy_url: r
+                .spec
+                .proxy
+                .as_ref()
+                .map(|p| p.url.clone())
+                .unwrap_or_default(),
+            proxy_username: r
+                .spec
+                .proxy
+                .as_ref()
+                .map(|p| p.username.clone())
+                .unwrap_or_default(),
+            no_proxy: r
+                .spec
+                .proxy
+                .as_ref()
+                .map(|p| p.no_proxy.clone())
+                .unwrap_or_default(),
+            has_proxy_password: r.has_proxy_password,
+            budget_micro_rps: r.spec.budget.micro_rps,
+            budget_max_concurrent: r.spec.budget.max_concurrent,
         }
     }
 
@@ -223,9 +259,19 @@ impl Snapshot {
                     verify: self.tls_verify,
                     ca_cert_pem: self.ca_cert_pem,
                 },
+                proxy: (!self.proxy_url.is_empty()).then_some(Proxy {
+                    url: self.proxy_url,
+                    username: self.proxy_username,
+                    no_proxy: self.no_proxy,
+                }),
+                budget: Budget {
+                    micro_rps: self.budget_micro_rps,
+                    max_concurrent: self.budget_max_concurrent,
+                },
             },
             id: self.id,
             has_secret: self.has_secret,
+            has_proxy_password: self.has_proxy_password,
             is_default: self.is_default,
             create_time_us: self.create_time_us,
             update_time_us: self.update_time_us,

@@ -26,10 +26,11 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::domain::{RegistrySpec, Scope, SecretChange};
+use crate::domain::{Changes, RegistrySpec, Scope, SecretChange};
 use crate::error::{Error, Result};
 use crate::secret::{KeyError, Keyring, Secret};
 pub use audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
+pub use cache::Secrets;
 use entity::{default_registry, registry, registry_project};
 pub use events::{EventKind, FeedPosition, FeedSettings, RegistryEvent};
 pub use rotate::{KeyStatus, Rotation};
@@ -237,6 +238,7 @@ impl Store {
         &self,
         spec: &RegistrySpec,
         secret: Option<&Secret>,
+        proxy_password: Option<&Secret>,
         make_default: bool,
         actor: &Actor,
     ) -> Result<RegistryRecord> {
@@ -245,12 +247,25 @@ impl Store {
             "registry.create",
             &id,
             format!(
-                "provider={} address={} namespace={} scope={}{}",
+                "provider={} address={} namespace={} scope={}{}{}{}",
                 spec.provider,
                 spec.address,
                 spec.namespace,
                 describe_scope(&spec.scope),
-                if make_default { " default" } else { "" }
+                if make_default { " default" } else { "" },
+                spec.proxy
+                    .as_ref()
+                    .map(|p| format!(" proxy={}", p.url))
+                    .unwrap_or_default(),
+                if spec.budget.is_unlimited() {
+                    String::new()
+                } else {
+                    format!(
+                        " budget={}rps/{}",
+                        spec.budget.requests_per_second(),
+                        spec.budget.max_concurrent
+                    )
+                }
             ),
         );
         let actor = actor.name.as_str();
@@ -259,7 +274,24 @@ impl Store {
             Some(s) => Some(self.cipher.seal(s, &id).map_err(internal)?),
             None => None,
         };
-        let row = rows::to_active(&id, spec, sealed.as_ref(), now, now, actor, 1);
+        let sealed_proxy_password = match proxy_password {
+            Some(p) => Some(
+                self.cipher
+                    .seal(p, &rows::proxy_password_context(&id))
+                    .map_err(internal)?,
+            ),
+            None => None,
+        };
+        let row = rows::to_active(
+            &id,
+            spec,
+            sealed.as_ref(),
+            sealed_proxy_password.as_ref(),
+            now,
+            now,
+            actor,
+            1,
+        );
         retry(|| async {
             let txn = self.db.begin().await?;
             // Only a create that replaces the default needs the previous
@@ -294,6 +326,7 @@ impl Store {
                 id: id.clone(),
                 spec: spec.clone(),
                 has_secret: sealed.is_some(),
+                has_proxy_password: sealed_proxy_password.is_some(),
                 is_default,
                 create_time_us: now,
                 update_time_us: now,
@@ -321,19 +354,19 @@ impl Store {
         .inspect(|rec| self.cache.invalidate(&rec.id, rec.is_default))
     }
 
-    /// Reads one registry with its secret, decrypted. Only the credential
-    /// and image paths call this; it is served from the cache (see
-    /// `cache.rs`) when it can be.
-    pub async fn get_with_secret(&self, id: &str) -> Result<(RegistryRecord, Option<Secret>)> {
+    /// Reads one registry with its secrets (registry secret and proxy
+    /// password), decrypted. Only the credential and image paths call
+    /// this; it is served from the cache (see `cache.rs`) when it can be.
+    pub async fn get_with_secret(&self, id: &str) -> Result<(RegistryRecord, Secrets)> {
         if let Some(hit) = self.cache.get(id) {
             metrics::counter!("berth_registry_cache_total", "result" => "hit").increment(1);
             return Ok(hit);
         }
         metrics::counter!("berth_registry_cache_total", "result" => "miss").increment(1);
         let generation = self.cache.generation();
-        let (record, secret) = self.load_with_secret(id).await?;
-        self.cache.put(generation, &record, secret.as_ref());
-        Ok((record, secret))
+        let (record, secrets) = self.load_with_secret(id).await?;
+        self.cache.put(generation, &record, &secrets);
+        Ok((record, secrets))
     }
 
     /// A registry changed (reported by the change feed): drop what the
@@ -347,7 +380,7 @@ impl Store {
         self.cache.clear();
     }
 
-    async fn load_with_secret(&self, id: &str) -> Result<(RegistryRecord, Option<Secret>)> {
+    async fn load_with_secret(&self, id: &str) -> Result<(RegistryRecord, Secrets)> {
         let row = registry::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await?
@@ -367,9 +400,34 @@ impl Store {
             }
             _ => None,
         };
+        let proxy_password = match (&row.proxy_password_ciphertext, &row.proxy_password_key_id) {
+            (Some(bytes), Some(key_id)) => {
+                let sealed = crate::secret::Sealed {
+                    key_id: key_id.clone(),
+                    bytes: bytes.clone(),
+                };
+                Some(
+                    self.cipher
+                        .open(&sealed, &rows::proxy_password_context(id))
+                        .map_err(|e| {
+                            tracing::error!(id, error = %e, "stored proxy password cannot be opened");
+                            Error::FailedPrecondition(format!(
+                                "the stored proxy password of registry {id} cannot be decrypted: {e}"
+                            ))
+                        })?,
+                )
+            }
+            _ => None,
+        };
         let mut recs = self.assemble(&self.db, vec![row]).await?;
         let rec = recs.pop().ok_or_else(|| not_found(id))?;
-        Ok((rec, secret))
+        Ok((
+            rec,
+            Secrets {
+                secret,
+                proxy_password,
+            },
+        ))
     }
 
     /// Reads one registry.
@@ -438,7 +496,7 @@ impl Store {
         apply: F,
     ) -> Result<RegistryRecord>
     where
-        F: Fn(&RegistryRecord) -> Result<(RegistrySpec, SecretChange)>,
+        F: Fn(&RegistryRecord) -> Result<(RegistrySpec, Changes)>,
     {
         for _ in 0..WRITE_ATTEMPTS {
             let current = self.get(id).await?;
@@ -447,20 +505,30 @@ impl Store {
             {
                 return Err(stale(id));
             }
-            let (spec, change) = apply(&current)?;
+            let (spec, changes) = apply(&current)?;
+            let change = &changes.secret;
             let audit = actor.entry(
                 "registry.update",
                 id,
-                describe_update(&current.spec, &spec, &change),
+                describe_update(&current.spec, &spec, &changes),
             );
-            let sealed = match &change {
+            let sealed = match change {
                 SecretChange::Set(s) => Some(self.cipher.seal(s, id).map_err(internal)?),
+                _ => None,
+            };
+            let sealed_proxy_password = match &changes.proxy_password {
+                SecretChange::Set(p) => Some(
+                    self.cipher
+                        .seal(p, &rows::proxy_password_context(id))
+                        .map_err(internal)?,
+                ),
                 _ => None,
             };
             let mut row = rows::to_active(
                 id,
                 &spec,
                 sealed.as_ref(),
+                sealed_proxy_password.as_ref(),
                 current.create_time_us,
                 now_us().max(current.update_time_us),
                 &actor.name,
@@ -469,6 +537,10 @@ impl Store {
             if matches!(change, SecretChange::Keep) {
                 row.secret_ciphertext = sea_orm::ActiveValue::NotSet;
                 row.secret_key_id = sea_orm::ActiveValue::NotSet;
+            }
+            if matches!(changes.proxy_password, SecretChange::Keep) {
+                row.proxy_password_ciphertext = sea_orm::ActiveValue::NotSet;
+                row.proxy_password_key_id = sea_orm::ActiveValue::NotSet;
             }
             let done = retry(|| async {
                 let txn = self.db.begin().await?;
@@ -492,7 +564,7 @@ impl Store {
                 let now = now_us();
                 audit::insert(&txn, &audit, now).await?;
                 let rec = self.find(&txn, id).await?.ok_or_else(|| not_found(id))?;
-                let changed = changed_fields(&current.spec, &spec, &change);
+                let changed = changed_fields(&current.spec, &spec, &changes);
                 let kind = if changed.iter().any(|f| f.starts_with("tls")) {
                     EventKind::TlsChanged
                 } else {
@@ -905,7 +977,7 @@ fn describe_scope(scope: &Scope) -> String {
 }
 
 /// The update-mask paths an update changed, for the change feed.
-fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange) -> Vec<String> {
+fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, changes: &Changes) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |changed: bool, path: &str| {
         if changed {
@@ -918,7 +990,7 @@ fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange)
     note(old.region != new.region, "region");
     note(old.repository != new.repository, "repository");
     note(old.username != new.username, "username");
-    note(!matches!(change, SecretChange::Keep), "secret");
+    note(!matches!(changes.secret, SecretChange::Keep), "secret");
     note(old.scope != new.scope, "scope");
     note(old.tls.verify != new.tls.verify, "tls.verify");
     note(
@@ -930,11 +1002,33 @@ fn changed_fields(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange)
         "credential_mode",
     );
     note(old.instance_id != new.instance_id, "instance_id");
+    let (op, np) = (old.proxy.as_ref(), new.proxy.as_ref());
+    note(op.map(|p| &p.url) != np.map(|p| &p.url), "proxy.url");
+    note(
+        op.map(|p| &p.username) != np.map(|p| &p.username),
+        "proxy.username",
+    );
+    note(
+        !matches!(changes.proxy_password, SecretChange::Keep),
+        "proxy.password",
+    );
+    note(
+        op.map(|p| &p.no_proxy) != np.map(|p| &p.no_proxy),
+        "proxy.no_proxy",
+    );
+    note(
+        old.budget.micro_rps != new.budget.micro_rps,
+        "budget.requests_per_second",
+    );
+    note(
+        old.budget.max_concurrent != new.budget.max_concurrent,
+        "budget.max_concurrent",
+    );
     out
 }
 
 /// The fields an update changed, for the audit log (no values of secrets).
-fn describe_update(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange) -> String {
+fn describe_update(old: &RegistrySpec, new: &RegistrySpec, changes: &Changes) -> String {
     let mut parts = Vec::new();
     if old.provider != new.provider {
         parts.push(format!("provider={}", new.provider));
@@ -969,10 +1063,30 @@ fn describe_update(old: &RegistrySpec, new: &RegistrySpec, change: &SecretChange
     if old.instance_id != new.instance_id {
         parts.push(format!("instance_id={}", new.instance_id));
     }
-    match change {
+    if old.proxy != new.proxy {
+        // The url only: the username and no-proxy list are not secret,
+        // but the audit line names what changed, not every value.
+        match &new.proxy {
+            Some(p) => parts.push(format!("proxy={}", p.url)),
+            None => parts.push("proxy removed".into()),
+        }
+    }
+    if old.budget != new.budget {
+        parts.push(format!(
+            "budget={}rps/{}",
+            new.budget.requests_per_second(),
+            new.budget.max_concurrent
+        ));
+    }
+    match &changes.secret {
         SecretChange::Keep => {}
         SecretChange::Clear => parts.push("secret cleared".into()),
         SecretChange::Set(_) => parts.push("secret replaced".into()),
+    }
+    match &changes.proxy_password {
+        SecretChange::Keep => {}
+        SecretChange::Clear => parts.push("proxy password cleared".into()),
+        SecretChange::Set(_) => parts.push("proxy password replaced".into()),
     }
     if parts.is_empty() {
         "no change".into()

@@ -31,6 +31,31 @@ const ROTATE_ATTEMPTS: usize = 5;
 /// transaction.
 const ROW_ATTEMPTS: usize = 3;
 
+/// A pair of columns holding a sealed value, and the context it is bound
+/// to: the registry secret, and the proxy password.
+#[derive(Clone, Copy)]
+struct SealedColumns {
+    ciphertext: registry::Column,
+    key_id: registry::Column,
+    context: fn(&str) -> String,
+    what: &'static str,
+}
+
+const SEALED: [SealedColumns; 2] = [
+    SealedColumns {
+        ciphertext: registry::Column::SecretCiphertext,
+        key_id: registry::Column::SecretKeyId,
+        context: str::to_owned,
+        what: "secret",
+    },
+    SealedColumns {
+        ciphertext: registry::Column::ProxyPasswordCiphertext,
+        key_id: registry::Column::ProxyPasswordKeyId,
+        context: super::rows::proxy_password_context,
+        what: "proxy password",
+    },
+];
+
 /// How many stored secrets each key sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatus {
@@ -129,16 +154,25 @@ impl fmt::Display for Rotation {
 impl Store {
     /// Counts the stored secrets by the key that sealed them.
     pub async fn key_status(&self) -> Result<KeyStatus, DbErr> {
-        let counts: Vec<(String, i64)> = registry::Entity::find()
-            .select_only()
-            .column(registry::Column::SecretKeyId)
-            .column_as(Expr::col(registry::Column::Id).count(), "n")
-            .filter(registry::Column::SecretKeyId.is_not_null())
-            .group_by(registry::Column::SecretKeyId)
-            .order_by_asc(registry::Column::SecretKeyId)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let mut counts: Vec<(String, i64)> = Vec::new();
+        for sealed in SEALED {
+            let more: Vec<(String, i64)> = registry::Entity::find()
+                .select_only()
+                .column(sealed.key_id)
+                .column_as(Expr::col(registry::Column::Id).count(), "n")
+                .filter(sealed.key_id.is_not_null())
+                .group_by(sealed.key_id)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (key_id, n) in more {
+                match counts.iter_mut().find(|(k, _)| *k == key_id) {
+                    Some((_, total)) => *total += n,
+                    None => counts.push((key_id, n)),
+                }
+            }
+        }
+        counts.sort();
         let mut status = KeyStatus {
             active_key_id: self.cipher.active_key_id().to_owned(),
             current: 0,
@@ -223,66 +257,70 @@ impl Store {
         let mut done = Rotation {
             key_id: active.clone(),
             rotated: 0,
-            already_current: registry::Entity::find()
-                .filter(registry::Column::SecretKeyId.eq(active.as_str()))
-                .count(&txn)
-                .await?,
+            already_current: 0,
         };
-        // In id order, so two rotations running at once lock rows in the
-        // same order.
-        let stale: Vec<(String, String, Vec<u8>)> = registry::Entity::find()
-            .select_only()
-            .column(registry::Column::Id)
-            .column(registry::Column::SecretKeyId)
-            .column(registry::Column::SecretCiphertext)
-            .filter(registry::Column::SecretKeyId.is_not_null())
-            .filter(registry::Column::SecretKeyId.ne(active.as_str()))
-            .filter(registry::Column::SecretCiphertext.is_not_null())
-            .order_by_asc(registry::Column::Id)
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        for (id, key_id, bytes) in stale {
-            let mut seen = Some(Sealed { key_id, bytes });
-            let mut settled = false;
-            for _ in 0..ROW_ATTEMPTS {
-                let Some(sealed) = seen else {
-                    // Deleted, or its secret cleared, meanwhile.
-                    settled = true;
-                    break;
-                };
-                if sealed.key_id == active {
-                    // Re-sealed meanwhile by a replica with the new key.
-                    done.already_current += 1;
-                    settled = true;
-                    break;
+        for cols in SEALED {
+            done.already_current += registry::Entity::find()
+                .filter(cols.key_id.eq(active.as_str()))
+                .count(&txn)
+                .await?;
+            // In id order, so two rotations running at once lock rows in
+            // the same order.
+            let stale: Vec<(String, String, Vec<u8>)> = registry::Entity::find()
+                .select_only()
+                .column(registry::Column::Id)
+                .column(cols.key_id)
+                .column(cols.ciphertext)
+                .filter(cols.key_id.is_not_null())
+                .filter(cols.key_id.ne(active.as_str()))
+                .filter(cols.ciphertext.is_not_null())
+                .order_by_asc(registry::Column::Id)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            for (id, key_id, bytes) in stale {
+                let mut seen = Some(Sealed { key_id, bytes });
+                let mut settled = false;
+                for _ in 0..ROW_ATTEMPTS {
+                    let Some(sealed) = seen else {
+                        // Deleted, or its secret cleared, meanwhile.
+                        settled = true;
+                        break;
+                    };
+                    if sealed.key_id == active {
+                        // Re-sealed meanwhile by a replica with the new key.
+                        done.already_current += 1;
+                        settled = true;
+                        break;
+                    }
+                    if self.reseal(&txn, cols, &id, &sealed).await? {
+                        done.rotated += 1;
+                        settled = true;
+                        break;
+                    }
+                    // Changed since we read it: read what it holds now. A
+                    // locking read, because MySQL's plain reads would
+                    // return the transaction's snapshot rather than the
+                    // latest row.
+                    seen = registry::Entity::find_by_id(id.clone())
+                        .select_only()
+                        .column(cols.key_id)
+                        .column(cols.ciphertext)
+                        .lock_exclusive()
+                        .into_tuple::<(Option<String>, Option<Vec<u8>>)>()
+                        .one(&txn)
+                        .await?
+                        .and_then(|(key_id, bytes)| {
+                            Some(Sealed {
+                                key_id: key_id?,
+                                bytes: bytes?,
+                            })
+                        });
                 }
-                if self.reseal(&txn, &id, &sealed).await? {
-                    done.rotated += 1;
-                    settled = true;
-                    break;
+                if !settled {
+                    txn.rollback().await?;
+                    return Ok(None);
                 }
-                // Changed since we read it: read what it holds now. A
-                // locking read, because MySQL's plain reads would return
-                // the transaction's snapshot rather than the latest row.
-                seen = registry::Entity::find_by_id(id.clone())
-                    .select_only()
-                    .column(registry::Column::SecretKeyId)
-                    .column(registry::Column::SecretCiphertext)
-                    .lock_exclusive()
-                    .into_tuple::<(Option<String>, Option<Vec<u8>>)>()
-                    .one(&txn)
-                    .await?
-                    .and_then(|(key_id, bytes)| {
-                        Some(Sealed {
-                            key_id: key_id?,
-                            bytes: bytes?,
-                        })
-                    });
-            }
-            if !settled {
-                txn.rollback().await?;
-                return Ok(None);
             }
         }
         txn.commit().await?;
@@ -294,24 +332,27 @@ impl Store {
     async fn reseal(
         &self,
         txn: &DatabaseTransaction,
+        cols: SealedColumns,
         id: &str,
         sealed: &Sealed,
     ) -> Result<bool, TxError> {
-        let secret = self.cipher.open(sealed, id).map_err(|e| {
+        let context = (cols.context)(id);
+        let what = cols.what;
+        let secret = self.cipher.open(sealed, &context).map_err(|e| {
             TxError::Domain(Error::FailedPrecondition(format!(
-                "the stored secret of registry {id} cannot be decrypted: {e}; nothing was rotated"
+                "the stored {what} of registry {id} cannot be decrypted: {e}; nothing was rotated"
             )))
         })?;
         let fresh = self
             .cipher
-            .seal(&secret, id)
+            .seal(&secret, &context)
             .map_err(|e| TxError::Domain(Error::Internal(e.to_string())))?;
         let res = registry::Entity::update_many()
-            .col_expr(registry::Column::SecretCiphertext, Expr::value(fresh.bytes))
-            .col_expr(registry::Column::SecretKeyId, Expr::value(fresh.key_id))
+            .col_expr(cols.ciphertext, Expr::value(fresh.bytes))
+            .col_expr(cols.key_id, Expr::value(fresh.key_id))
             .filter(registry::Column::Id.eq(id))
-            .filter(registry::Column::SecretKeyId.eq(sealed.key_id.as_str()))
-            .filter(registry::Column::SecretCiphertext.eq(sealed.bytes.clone()))
+            .filter(cols.key_id.eq(sealed.key_id.as_str()))
+            .filter(cols.ciphertext.eq(sealed.bytes.clone()))
             .exec(txn)
             .await?;
         Ok(res.rows_affected > 0)

@@ -3,7 +3,9 @@
 use sea_orm::ActiveValue::Set;
 
 use super::entity::registry;
-use crate::domain::{CredentialMode, Provider, RegistryAddress, RegistrySpec, Scope, Tls};
+use crate::domain::{
+    Budget, CredentialMode, Provider, Proxy, RegistryAddress, RegistrySpec, Scope, Tls,
+};
 use crate::error::{Error, Result};
 use crate::secret::Sealed;
 
@@ -16,6 +18,8 @@ pub struct RegistryRecord {
     pub spec: RegistrySpec,
     /// Whether a secret is stored.
     pub has_secret: bool,
+    /// Whether a proxy password is stored.
+    pub has_proxy_password: bool,
     /// Whether this is the default registry.
     pub is_default: bool,
     /// Creation time, µs since the epoch.
@@ -40,10 +44,19 @@ impl RegistryRecord {
     }
 }
 
+/// The context a proxy password is sealed to: bound to the registry, and
+/// distinct from the registry secret's, so neither ciphertext opens in the
+/// other's column.
+pub(crate) fn proxy_password_context(id: &str) -> String {
+    format!("{id}#proxy-password")
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn to_active(
     id: &str,
     spec: &RegistrySpec,
     sealed: Option<&Sealed>,
+    sealed_proxy_password: Option<&Sealed>,
     create_time_us: i64,
     update_time_us: i64,
     actor: &str,
@@ -68,6 +81,25 @@ pub(super) fn to_active(
         revision: Set(revision),
         credential_mode: Set(spec.credential_mode.as_str().to_owned()),
         instance_id: Set(spec.instance_id.clone()),
+        proxy_url: Set(spec
+            .proxy
+            .as_ref()
+            .map(|p| p.url.clone())
+            .unwrap_or_default()),
+        proxy_username: Set(spec
+            .proxy
+            .as_ref()
+            .map(|p| p.username.clone())
+            .unwrap_or_default()),
+        proxy_no_proxy: Set(spec
+            .proxy
+            .as_ref()
+            .filter(|p| !p.no_proxy.is_empty())
+            .map(|p| p.no_proxy.join(","))),
+        proxy_password_ciphertext: Set(sealed_proxy_password.map(|s| s.bytes.clone())),
+        proxy_password_key_id: Set(sealed_proxy_password.map(|s| s.key_id.clone())),
+        budget_micro_rps: Set(i64::try_from(spec.budget.micro_rps).unwrap_or(i64::MAX)),
+        budget_max_concurrent: Set(i32::try_from(spec.budget.max_concurrent).unwrap_or(i32::MAX)),
     }
 }
 
@@ -98,8 +130,25 @@ pub(super) fn to_record(
     } else {
         Scope::Projects(projects)
     };
+    let proxy = (!r.proxy_url.is_empty()).then(|| Proxy {
+        url: r.proxy_url.clone(),
+        username: r.proxy_username.clone(),
+        no_proxy: r
+            .proxy_no_proxy
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    });
+    let budget = Budget {
+        micro_rps: u64::try_from(r.budget_micro_rps).map_err(|_| corrupt("budget"))?,
+        max_concurrent: u32::try_from(r.budget_max_concurrent).map_err(|_| corrupt("budget"))?,
+    };
     Ok(RegistryRecord {
         has_secret: r.secret_ciphertext.is_some(),
+        has_proxy_password: r.proxy_password_ciphertext.is_some(),
         spec: RegistrySpec {
             provider,
             address,
@@ -114,6 +163,8 @@ pub(super) fn to_record(
             },
             credential_mode,
             instance_id: r.instance_id,
+            proxy,
+            budget,
         },
         id: r.id,
         is_default,

@@ -1,6 +1,7 @@
 //! The leak guard every test server runs behind: a transparent gRPC proxy
-//! that learns each secret callers send (CreateRegistry, UpdateRegistry and
-//! TestConnection's `secret` fields) and fails the test if any later
+//! that learns each secret callers send (CreateRegistry's and
+//! UpdateRegistry's `secret` and `proxy.password`, TestConnection's
+//! `secret` and `proxy.password`) and fails the test if any later
 //! response other than GetCredentials carries one — in a message, an error
 //! message or error details — and a trace-level log capture that fails the
 //! test if any log line does. So every test in the suite checks that
@@ -76,19 +77,33 @@ fn learn_from_request(path: &str, body: &[u8]) {
     let Some(msg) = grpc_message(body) else {
         return;
     };
-    let secret = match path {
+    // The registry secret and the proxy password.
+    let secrets = |r: pb::Registry| {
+        let proxy_password = r.proxy.map(|p| p.password).unwrap_or_default();
+        [r.secret, proxy_password]
+    };
+    let registry = match path {
         "/berth.v1.RegistryService/CreateRegistry" => pb::CreateRegistryRequest::decode(msg)
             .ok()
-            .and_then(|r| r.registry)
-            .map(|r| r.secret),
+            .and_then(|r| r.registry),
         "/berth.v1.RegistryService/UpdateRegistry" => pb::UpdateRegistryRequest::decode(msg)
             .ok()
-            .and_then(|r| r.registry)
-            .map(|r| r.secret),
-        "/berth.v1.ImageService/TestConnection" => pb::TestConnectionRequest::decode(msg)
-            .ok()
-            .and_then(|r| r.spec)
-            .map(|s| s.secret),
+            .and_then(|r| r.registry),
+        _ => None,
+    };
+    for s in registry.map(secrets).into_iter().flatten() {
+        learn(&s);
+    }
+    let secret = match path {
+        "/berth.v1.ImageService/TestConnection" => {
+            let spec = pb::TestConnectionRequest::decode(msg)
+                .ok()
+                .and_then(|r| r.spec);
+            if let Some(p) = spec.as_ref().and_then(|s| s.proxy.as_ref()) {
+                learn(&p.password);
+            }
+            spec.map(|s| s.secret)
+        }
         _ => None,
     };
     if let Some(s) = secret {

@@ -35,6 +35,22 @@ pub struct Model {
     pub credential_mode: String,
     /// Cloud instance id; `''` when none is given.
     pub instance_id: String,
+    /// Forward proxy `scheme://host:port`; `''` for none.
+    pub proxy_url: String,
+    /// Proxy basic-auth username; `''` for none.
+    pub proxy_username: String,
+    /// Hosts reached without the proxy, comma-separated; NULL or `''` for
+    /// none.
+    pub proxy_no_proxy: Option<String>,
+    /// The proxy password, sealed like `secret_ciphertext` (bound to
+    /// `<id>#proxy-password`); NULL when none.
+    pub proxy_password_ciphertext: Option<Vec<u8>>,
+    /// Fingerprint of the key that sealed `proxy_password_ciphertext`.
+    pub proxy_password_key_id: Option<String>,
+    /// Requests per second in millionths; 0 means unlimited.
+    pub budget_micro_rps: i64,
+    /// Most requests in flight; 0 means unlimited.
+    pub budget_max_concurrent: i32,
 }
 
 // Debug by hand: the ciphertext is not secret, but it is noise in logs.

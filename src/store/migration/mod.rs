@@ -9,6 +9,7 @@ mod m20261129_000002_create_audit_events;
 mod m20261129_000003_create_registry_events;
 mod m20261129_000004_create_registry_usage;
 mod m20261129_000005_registry_credential_mode;
+mod m20261129_000006_registry_network_reach;
 
 /// All of berth's migrations, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_create_registry_events::Migration),
             Box::new(m20261129_000004_create_registry_usage::Migration),
             Box::new(m20261129_000005_registry_credential_mode::Migration),
+            Box::new(m20261129_000006_registry_network_reach::Migration),
         ]
     }
 }

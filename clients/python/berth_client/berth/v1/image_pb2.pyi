@@ -110,7 +110,7 @@ class GetCredentialsRequest(_message.Message):
     def __init__(self, registry_id: _Optional[str] = ..., project: _Optional[str] = ..., image_reference: _Optional[str] = ..., kubernetes_namespace: _Optional[str] = ...) -> None: ...
 
 class GetCredentialsResponse(_message.Message):
-    __slots__ = ("username", "password", "server_address", "expire_time", "docker_config_json", "kubernetes_secret_yaml", "insecure", "ca_cert_pem", "registry_id")
+    __slots__ = ("username", "password", "server_address", "expire_time", "docker_config_json", "kubernetes_secret_yaml", "insecure", "ca_cert_pem", "registry_id", "proxy_url", "proxy_username", "proxy_password", "no_proxy")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,10 @@ class GetCredentialsResponse(_message.Message):
     INSECURE_FIELD_NUMBER: _ClassVar[int]
     CA_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_URL_FIELD_NUMBER: _ClassVar[int]
+    PROXY_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PROXY_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NO_PROXY_FIELD_NUMBER: _ClassVar[int]
     username: str
     password: str
     server_address: str
@@ -129,7 +133,11 @@ class GetCredentialsResponse(_message.Message):
     insecure: bool
     ca_cert_pem: str
     registry_id: str
-    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., server_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., docker_config_json: _Optional[str] = ..., kubernetes_secret_yaml: _Optional[str] = ..., insecure: _Optional[bool] = ..., ca_cert_pem: _Optional[str] = ..., registry_id: _Optional[str] = ...) -> None: ...
+    proxy_url: str
+    proxy_username: str
+    proxy_password: str
+    no_proxy: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., server_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., docker_config_json: _Optional[str] = ..., kubernetes_secret_yaml: _Optional[str] = ..., insecure: _Optional[bool] = ..., ca_cert_pem: _Optional[str] = ..., registry_id: _Optional[str] = ..., proxy_url: _Optional[str] = ..., proxy_username: _Optional[str] = ..., proxy_password: _Optional[str] = ..., no_proxy: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRepositoriesRequest(_message.Message):
     __slots__ = ("registry_id", "project", "page_size", "page_token")
@@ -223,7 +231,7 @@ class GetImageResponse(_message.Message):
     def __init__(self, digest: _Optional[str] = ..., media_type: _Optional[str] = ..., size: _Optional[int] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegistrySpec(_message.Message):
-    __slots__ = ("provider", "address", "region", "username", "secret", "tls", "credential_mode", "instance_id")
+    __slots__ = ("provider", "address", "region", "username", "secret", "tls", "credential_mode", "instance_id", "proxy")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +240,7 @@ class RegistrySpec(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_MODE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
     provider: _types_pb2.Provider
     address: str
     region: str
@@ -240,7 +249,8 @@ class RegistrySpec(_message.Message):
     tls: _types_pb2.TlsSettings
     credential_mode: _registry_pb2.CredentialMode
     instance_id: str
-    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., credential_mode: _Optional[_Union[_registry_pb2.CredentialMode, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    proxy: _registry_pb2.ProxySettings
+    def __init__(self, provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., region: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., credential_mode: _Optional[_Union[_registry_pb2.CredentialMode, str]] = ..., instance_id: _Optional[str] = ..., proxy: _Optional[_Union[_registry_pb2.ProxySettings, _Mapping]] = ...) -> None: ...
 
 class TestConnectionRequest(_message.Message):
     __slots__ = ("registry_id", "spec")

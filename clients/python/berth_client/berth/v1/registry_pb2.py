@@ -28,59 +28,63 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65rth/v1/registry.proto\x12\x08\x62\x65rth.v1\x1a\x14\x62\x65rth/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n\x08Registry\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x08provider\x18\x02 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x12\n\nrepository\x18\x06 \x01(\t\x12\x10\n\x08username\x18\x07 \x01(\t\x12\x0e\n\x06secret\x18\x08 \x01(\t\x12\x12\n\nhas_secret\x18\t \x01(\x08\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x1e\n\x05scope\x18\x0b \x01(\x0b\x32\x0f.berth.v1.Scope\x12\"\n\x03tls\x18\x0c \x01(\x0b\x32\x15.berth.v1.TlsSettings\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0f \x01(\t\x12\x0c\n\x04\x65tag\x18\x10 \x01(\t\x12\x31\n\x0f\x63redential_mode\x18\x11 \x01(\x0e\x32\x18.berth.v1.CredentialMode\x12\x13\n\x0binstance_id\x18\x12 \x01(\t\"=\n\x15\x43reateRegistryRequest\x12$\n\x08registry\x18\x01 \x01(\x0b\x32\x12.berth.v1.Registry\" \n\x12GetRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"u\n\x15ListRegistriesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12$\n\x08provider\x18\x02 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x16ListRegistriesResponse\x12&\n\nregistries\x18\x01 \x03(\x0b\x32\x12.berth.v1.Registry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x15UpdateRegistryRequest\x12$\n\x08registry\x18\x01 \x01(\x0b\x32\x12.berth.v1.Registry\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x15\x44\x65leteRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x18\n\x16\x44\x65leteRegistryResponse\"\'\n\x19SetDefaultRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\",\n\x19GetDefaultRegistryRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x16\n\x14ListProvidersRequest\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.berth.v1.ProviderDescriptor\"\xe2\x01\n\x12ProviderDescriptor\x12$\n\x08provider\x18\x01 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12)\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x19.berth.v1.FieldDescriptor\x12\x32\n\x10\x63redential_modes\x18\x04 \x03(\x0e\x32\x18.berth.v1.CredentialMode\x12\x31\n\x05modes\x18\x05 \x03(\x0b\x32\".berth.v1.CredentialModeDescriptor\"\x91\x01\n\x18\x43redentialModeDescriptor\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.berth.v1.CredentialMode\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04help\x18\x03 \x01(\t\x12)\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x19.berth.v1.FieldDescriptor\"\x86\x01\n\x0f\x46ieldDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x15\n\rdefault_value\x18\x05 \x01(\t\x12\x0f\n\x07pattern\x18\x06 \x01(\t\x12\x0c\n\x04help\x18\x07 \x01(\t\"n\n\x16WatchRegistriesRequest\x12\x1a\n\rfrom_revision\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rinitial_state\x18\x02 \x01(\x08\x12\x0f\n\x07project\x18\x03 \x01(\tB\x10\n\x0e_from_revision\"\xea\x01\n\x17WatchRegistriesResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.berth.v1.RegistryEventKind\x12$\n\x08registry\x18\x03 \x01(\x0b\x32\x12.berth.v1.Registry\x12\x16\n\x0e\x63hanged_fields\x18\x04 \x03(\t\x12\x1b\n\x13previous_default_id\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\"x\n\x1aRecordRegistryUsageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xba\x01\n\rRegistryUsage\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x13\n\x0brecorded_by\x18\x04 \x01(\t\x12/\n\x0brecord_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x18ListRegistryUsageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\"D\n\x19ListRegistryUsageResponse\x12\'\n\x06usages\x18\x01 \x03(\x0b\x32\x17.berth.v1.RegistryUsage*\x93\x02\n\x0e\x43redentialMode\x12\x1f\n\x1b\x43REDENTIAL_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43REDENTIAL_MODE_STATIC\x10\x01\x12\x1d\n\x19\x43REDENTIAL_MODE_ANONYMOUS\x10\x02\x12\x1c\n\x18\x43REDENTIAL_MODE_SWR_AKSK\x10\x03\x12 \n\x1c\x43REDENTIAL_MODE_GAR_JSON_KEY\x10\x04\x12\x1d\n\x19\x43REDENTIAL_MODE_ECR_TOKEN\x10\x05\x12\"\n\x1e\x43REDENTIAL_MODE_ACR_ACCESS_KEY\x10\x06\x12\"\n\x1e\x43REDENTIAL_MODE_TCR_ACCESS_KEY\x10\x07*\xf1\x02\n\x11RegistryEventKind\x12#\n\x1fREGISTRY_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREGISTRY_EVENT_KIND_CREATED\x10\x01\x12\x1f\n\x1bREGISTRY_EVENT_KIND_UPDATED\x10\x02\x12#\n\x1fREGISTRY_EVENT_KIND_TLS_CHANGED\x10\x03\x12\x1f\n\x1bREGISTRY_EVENT_KIND_DELETED\x10\x04\x12\'\n#REGISTRY_EVENT_KIND_DEFAULT_CHANGED\x10\x05\x12\"\n\x1eREGISTRY_EVENT_KIND_LEFT_SCOPE\x10\x06\x12 \n\x1cREGISTRY_EVENT_KIND_EXISTING\x10\x07\x12\x1e\n\x1aREGISTRY_EVENT_KIND_SYNCED\x10\x08\x12 \n\x1cREGISTRY_EVENT_KIND_PROGRESS\x10\t2\x88\x07\n\x0fRegistryService\x12\x45\n\x0e\x43reateRegistry\x12\x1f.berth.v1.CreateRegistryRequest\x1a\x12.berth.v1.Registry\x12?\n\x0bGetRegistry\x12\x1c.berth.v1.GetRegistryRequest\x1a\x12.berth.v1.Registry\x12S\n\x0eListRegistries\x12\x1f.berth.v1.ListRegistriesRequest\x1a .berth.v1.ListRegistriesResponse\x12\x45\n\x0eUpdateRegistry\x12\x1f.berth.v1.UpdateRegistryRequest\x1a\x12.berth.v1.Registry\x12S\n\x0e\x44\x65leteRegistry\x12\x1f.berth.v1.DeleteRegistryRequest\x1a .berth.v1.DeleteRegistryResponse\x12M\n\x12SetDefaultRegistry\x12#.berth.v1.SetDefaultRegistryRequest\x1a\x12.berth.v1.Registry\x12M\n\x12GetDefaultRegistry\x12#.berth.v1.GetDefaultRegistryRequest\x1a\x12.berth.v1.Registry\x12P\n\rListProviders\x12\x1e.berth.v1.ListProvidersRequest\x1a\x1f.berth.v1.ListProvidersResponse\x12X\n\x0fWatchRegistries\x12 .berth.v1.WatchRegistriesRequest\x1a!.berth.v1.WatchRegistriesResponse0\x01\x12T\n\x13RecordRegistryUsage\x12$.berth.v1.RecordRegistryUsageRequest\x1a\x17.berth.v1.RegistryUsage\x12\\\n\x11ListRegistryUsage\x12\".berth.v1.ListRegistryUsageRequest\x1a#.berth.v1.ListRegistryUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65rth/v1/registry.proto\x12\x08\x62\x65rth.v1\x1a\x14\x62\x65rth/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x04\n\x08Registry\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x08provider\x18\x02 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x12\n\nrepository\x18\x06 \x01(\t\x12\x10\n\x08username\x18\x07 \x01(\t\x12\x0e\n\x06secret\x18\x08 \x01(\t\x12\x12\n\nhas_secret\x18\t \x01(\x08\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x1e\n\x05scope\x18\x0b \x01(\x0b\x32\x0f.berth.v1.Scope\x12\"\n\x03tls\x18\x0c \x01(\x0b\x32\x15.berth.v1.TlsSettings\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0f \x01(\t\x12\x0c\n\x04\x65tag\x18\x10 \x01(\t\x12\x31\n\x0f\x63redential_mode\x18\x11 \x01(\x0e\x32\x18.berth.v1.CredentialMode\x12\x13\n\x0binstance_id\x18\x12 \x01(\t\x12&\n\x05proxy\x18\x13 \x01(\x0b\x32\x17.berth.v1.ProxySettings\x12\'\n\x06\x62udget\x18\x14 \x01(\x0b\x32\x17.berth.v1.RequestBudget\"h\n\rProxySettings\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x14\n\x0chas_password\x18\x04 \x01(\x08\x12\x10\n\x08no_proxy\x18\x05 \x03(\t\"D\n\rRequestBudget\x12\x1b\n\x13requests_per_second\x18\x01 \x01(\x01\x12\x16\n\x0emax_concurrent\x18\x02 \x01(\r\"=\n\x15\x43reateRegistryRequest\x12$\n\x08registry\x18\x01 \x01(\x0b\x32\x12.berth.v1.Registry\" \n\x12GetRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"u\n\x15ListRegistriesRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12$\n\x08provider\x18\x02 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x16ListRegistriesResponse\x12&\n\nregistries\x18\x01 \x03(\x0b\x32\x12.berth.v1.Registry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x15UpdateRegistryRequest\x12$\n\x08registry\x18\x01 \x01(\x0b\x32\x12.berth.v1.Registry\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x15\x44\x65leteRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x18\n\x16\x44\x65leteRegistryResponse\"\'\n\x19SetDefaultRegistryRequest\x12\n\n\x02id\x18\x01 \x01(\t\",\n\x19GetDefaultRegistryRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x16\n\x14ListProvidersRequest\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.berth.v1.ProviderDescriptor\"\xe2\x01\n\x12ProviderDescriptor\x12$\n\x08provider\x18\x01 \x01(\x0e\x32\x12.berth.v1.Provider\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12)\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x19.berth.v1.FieldDescriptor\x12\x32\n\x10\x63redential_modes\x18\x04 \x03(\x0e\x32\x18.berth.v1.CredentialMode\x12\x31\n\x05modes\x18\x05 \x03(\x0b\x32\".berth.v1.CredentialModeDescriptor\"\x91\x01\n\x18\x43redentialModeDescriptor\x12&\n\x04mode\x18\x01 \x01(\x0e\x32\x18.berth.v1.CredentialMode\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04help\x18\x03 \x01(\t\x12)\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x19.berth.v1.FieldDescriptor\"\x86\x01\n\x0f\x46ieldDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0e\n\x06secret\x18\x04 \x01(\x08\x12\x15\n\rdefault_value\x18\x05 \x01(\t\x12\x0f\n\x07pattern\x18\x06 \x01(\t\x12\x0c\n\x04help\x18\x07 \x01(\t\"n\n\x16WatchRegistriesRequest\x12\x1a\n\rfrom_revision\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rinitial_state\x18\x02 \x01(\x08\x12\x0f\n\x07project\x18\x03 \x01(\tB\x10\n\x0e_from_revision\"\xea\x01\n\x17WatchRegistriesResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.berth.v1.RegistryEventKind\x12$\n\x08registry\x18\x03 \x01(\x0b\x32\x12.berth.v1.Registry\x12\x16\n\x0e\x63hanged_fields\x18\x04 \x03(\t\x12\x1b\n\x13previous_default_id\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\"x\n\x1aRecordRegistryUsageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xba\x01\n\rRegistryUsage\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x13\n\x0brecorded_by\x18\x04 \x01(\t\x12/\n\x0brecord_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x18ListRegistryUsageRequest\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\"D\n\x19ListRegistryUsageResponse\x12\'\n\x06usages\x18\x01 \x03(\x0b\x32\x17.berth.v1.RegistryUsage*\x93\x02\n\x0e\x43redentialMode\x12\x1f\n\x1b\x43REDENTIAL_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43REDENTIAL_MODE_STATIC\x10\x01\x12\x1d\n\x19\x43REDENTIAL_MODE_ANONYMOUS\x10\x02\x12\x1c\n\x18\x43REDENTIAL_MODE_SWR_AKSK\x10\x03\x12 \n\x1c\x43REDENTIAL_MODE_GAR_JSON_KEY\x10\x04\x12\x1d\n\x19\x43REDENTIAL_MODE_ECR_TOKEN\x10\x05\x12\"\n\x1e\x43REDENTIAL_MODE_ACR_ACCESS_KEY\x10\x06\x12\"\n\x1e\x43REDENTIAL_MODE_TCR_ACCESS_KEY\x10\x07*\xf1\x02\n\x11RegistryEventKind\x12#\n\x1fREGISTRY_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREGISTRY_EVENT_KIND_CREATED\x10\x01\x12\x1f\n\x1bREGISTRY_EVENT_KIND_UPDATED\x10\x02\x12#\n\x1fREGISTRY_EVENT_KIND_TLS_CHANGED\x10\x03\x12\x1f\n\x1bREGISTRY_EVENT_KIND_DELETED\x10\x04\x12\'\n#REGISTRY_EVENT_KIND_DEFAULT_CHANGED\x10\x05\x12\"\n\x1eREGISTRY_EVENT_KIND_LEFT_SCOPE\x10\x06\x12 \n\x1cREGISTRY_EVENT_KIND_EXISTING\x10\x07\x12\x1e\n\x1aREGISTRY_EVENT_KIND_SYNCED\x10\x08\x12 \n\x1cREGISTRY_EVENT_KIND_PROGRESS\x10\t2\x88\x07\n\x0fRegistryService\x12\x45\n\x0e\x43reateRegistry\x12\x1f.berth.v1.CreateRegistryRequest\x1a\x12.berth.v1.Registry\x12?\n\x0bGetRegistry\x12\x1c.berth.v1.GetRegistryRequest\x1a\x12.berth.v1.Registry\x12S\n\x0eListRegistries\x12\x1f.berth.v1.ListRegistriesRequest\x1a .berth.v1.ListRegistriesResponse\x12\x45\n\x0eUpdateRegistry\x12\x1f.berth.v1.UpdateRegistryRequest\x1a\x12.berth.v1.Registry\x12S\n\x0e\x44\x65leteRegistry\x12\x1f.berth.v1.DeleteRegistryRequest\x1a .berth.v1.DeleteRegistryResponse\x12M\n\x12SetDefaultRegistry\x12#.berth.v1.SetDefaultRegistryRequest\x1a\x12.berth.v1.Registry\x12M\n\x12GetDefaultRegistry\x12#.berth.v1.GetDefaultRegistryRequest\x1a\x12.berth.v1.Registry\x12P\n\rListProviders\x12\x1e.berth.v1.ListProvidersRequest\x1a\x1f.berth.v1.ListProvidersResponse\x12X\n\x0fWatchRegistries\x12 .berth.v1.WatchRegistriesRequest\x1a!.berth.v1.WatchRegistriesResponse0\x01\x12T\n\x13RecordRegistryUsage\x12$.berth.v1.RecordRegistryUsageRequest\x1a\x17.berth.v1.RegistryUsage\x12\\\n\x11ListRegistryUsage\x12\".berth.v1.ListRegistryUsageRequest\x1a#.berth.v1.ListRegistryUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'berth_client.berth.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREDENTIALMODE']._serialized_start=2629
-  _globals['_CREDENTIALMODE']._serialized_end=2904
-  _globals['_REGISTRYEVENTKIND']._serialized_start=2907
-  _globals['_REGISTRYEVENTKIND']._serialized_end=3276
+  _globals['_CREDENTIALMODE']._serialized_start=2886
+  _globals['_CREDENTIALMODE']._serialized_end=3161
+  _globals['_REGISTRYEVENTKIND']._serialized_start=3164
+  _globals['_REGISTRYEVENTKIND']._serialized_end=3533
   _globals['_REGISTRY']._serialized_start=159
-  _globals['_REGISTRY']._serialized_end=637
-  _globals['_CREATEREGISTRYREQUEST']._serialized_start=639
-  _globals['_CREATEREGISTRYREQUEST']._serialized_end=700
-  _globals['_GETREGISTRYREQUEST']._serialized_start=702
-  _globals['_GETREGISTRYREQUEST']._serialized_end=734
-  _globals['_LISTREGISTRIESREQUEST']._serialized_start=736
-  _globals['_LISTREGISTRIESREQUEST']._serialized_end=853
-  _globals['_LISTREGISTRIESRESPONSE']._serialized_start=855
-  _globals['_LISTREGISTRIESRESPONSE']._serialized_end=944
-  _globals['_UPDATEREGISTRYREQUEST']._serialized_start=946
-  _globals['_UPDATEREGISTRYREQUEST']._serialized_end=1056
-  _globals['_DELETEREGISTRYREQUEST']._serialized_start=1058
-  _globals['_DELETEREGISTRYREQUEST']._serialized_end=1122
-  _globals['_DELETEREGISTRYRESPONSE']._serialized_start=1124
-  _globals['_DELETEREGISTRYRESPONSE']._serialized_end=1148
-  _globals['_SETDEFAULTREGISTRYREQUEST']._serialized_start=1150
-  _globals['_SETDEFAULTREGISTRYREQUEST']._serialized_end=1189
-  _globals['_GETDEFAULTREGISTRYREQUEST']._serialized_start=1191
-  _globals['_GETDEFAULTREGISTRYREQUEST']._serialized_end=1235
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1237
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1259
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1261
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1333
-  _globals['_PROVIDERDESCRIPTOR']._serialized_start=1336
-  _globals['_PROVIDERDESCRIPTOR']._serialized_end=1562
-  _globals['_CREDENTIALMODEDESCRIPTOR']._serialized_start=1565
-  _globals['_CREDENTIALMODEDESCRIPTOR']._serialized_end=1710
-  _globals['_FIELDDESCRIPTOR']._serialized_start=1713
-  _globals['_FIELDDESCRIPTOR']._serialized_end=1847
-  _globals['_WATCHREGISTRIESREQUEST']._serialized_start=1849
-  _globals['_WATCHREGISTRIESREQUEST']._serialized_end=1959
-  _globals['_WATCHREGISTRIESRESPONSE']._serialized_start=1962
-  _globals['_WATCHREGISTRIESRESPONSE']._serialized_end=2196
-  _globals['_RECORDREGISTRYUSAGEREQUEST']._serialized_start=2198
-  _globals['_RECORDREGISTRYUSAGEREQUEST']._serialized_end=2318
-  _globals['_REGISTRYUSAGE']._serialized_start=2321
-  _globals['_REGISTRYUSAGE']._serialized_end=2507
-  _globals['_LISTREGISTRYUSAGEREQUEST']._serialized_start=2509
-  _globals['_LISTREGISTRYUSAGEREQUEST']._serialized_end=2556
-  _globals['_LISTREGISTRYUSAGERESPONSE']._serialized_start=2558
-  _globals['_LISTREGISTRYUSAGERESPONSE']._serialized_end=2626
-  _globals['_REGISTRYSERVICE']._serialized_start=3279
-  _globals['_REGISTRYSERVICE']._serialized_end=4183
+  _globals['_REGISTRY']._serialized_end=718
+  _globals['_PROXYSETTINGS']._serialized_start=720
+  _globals['_PROXYSETTINGS']._serialized_end=824
+  _globals['_REQUESTBUDGET']._serialized_start=826
+  _globals['_REQUESTBUDGET']._serialized_end=894
+  _globals['_CREATEREGISTRYREQUEST']._serialized_start=896
+  _globals['_CREATEREGISTRYREQUEST']._serialized_end=957
+  _globals['_GETREGISTRYREQUEST']._serialized_start=959
+  _globals['_GETREGISTRYREQUEST']._serialized_end=991
+  _globals['_LISTREGISTRIESREQUEST']._serialized_start=993
+  _globals['_LISTREGISTRIESREQUEST']._serialized_end=1110
+  _globals['_LISTREGISTRIESRESPONSE']._serialized_start=1112
+  _globals['_LISTREGISTRIESRESPONSE']._serialized_end=1201
+  _globals['_UPDATEREGISTRYREQUEST']._serialized_start=1203
+  _globals['_UPDATEREGISTRYREQUEST']._serialized_end=1313
+  _globals['_DELETEREGISTRYREQUEST']._serialized_start=1315
+  _globals['_DELETEREGISTRYREQUEST']._serialized_end=1379
+  _globals['_DELETEREGISTRYRESPONSE']._serialized_start=1381
+  _globals['_DELETEREGISTRYRESPONSE']._serialized_end=1405
+  _globals['_SETDEFAULTREGISTRYREQUEST']._serialized_start=1407
+  _globals['_SETDEFAULTREGISTRYREQUEST']._serialized_end=1446
+  _globals['_GETDEFAULTREGISTRYREQUEST']._serialized_start=1448
+  _globals['_GETDEFAULTREGISTRYREQUEST']._serialized_end=1492
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1494
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1516
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1518
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1590
+  _globals['_PROVIDERDESCRIPTOR']._serialized_start=1593
+  _globals['_PROVIDERDESCRIPTOR']._serialized_end=1819
+  _globals['_CREDENTIALMODEDESCRIPTOR']._serialized_start=1822
+  _globals['_CREDENTIALMODEDESCRIPTOR']._serialized_end=1967
+  _globals['_FIELDDESCRIPTOR']._serialized_start=1970
+  _globals['_FIELDDESCRIPTOR']._serialized_end=2104
+  _globals['_WATCHREGISTRIESREQUEST']._serialized_start=2106
+  _globals['_WATCHREGISTRIESREQUEST']._serialized_end=2216
+  _globals['_WATCHREGISTRIESRESPONSE']._serialized_start=2219
+  _globals['_WATCHREGISTRIESRESPONSE']._serialized_end=2453
+  _globals['_RECORDREGISTRYUSAGEREQUEST']._serialized_start=2455
+  _globals['_RECORDREGISTRYUSAGEREQUEST']._serialized_end=2575
+  _globals['_REGISTRYUSAGE']._serialized_start=2578
+  _globals['_REGISTRYUSAGE']._serialized_end=2764
+  _globals['_LISTREGISTRYUSAGEREQUEST']._serialized_start=2766
+  _globals['_LISTREGISTRYUSAGEREQUEST']._serialized_end=2813
+  _globals['_LISTREGISTRYUSAGERESPONSE']._serialized_start=2815
+  _globals['_LISTREGISTRYUSAGERESPONSE']._serialized_end=2883
+  _globals['_REGISTRYSERVICE']._serialized_start=3536
+  _globals['_REGISTRYSERVICE']._serialized_end=4440
 # @@protoc_insertion_point(module_scope)

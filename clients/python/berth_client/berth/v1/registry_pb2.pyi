@@ -56,7 +56,7 @@ REGISTRY_EVENT_KIND_SYNCED: RegistryEventKind
 REGISTRY_EVENT_KIND_PROGRESS: RegistryEventKind
 
 class Registry(_message.Message):
-    __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag", "credential_mode", "instance_id")
+    __slots__ = ("id", "provider", "address", "namespace", "region", "repository", "username", "secret", "has_secret", "is_default", "scope", "tls", "create_time", "update_time", "updated_by", "etag", "credential_mode", "instance_id", "proxy", "budget")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,8 @@ class Registry(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_MODE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: _types_pb2.Provider
     address: str
@@ -93,7 +95,31 @@ class Registry(_message.Message):
     etag: str
     credential_mode: CredentialMode
     instance_id: str
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., namespace: _Optional[str] = ..., region: _Optional[str] = ..., repository: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., has_secret: _Optional[bool] = ..., is_default: _Optional[bool] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., etag: _Optional[str] = ..., credential_mode: _Optional[_Union[CredentialMode, str]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    proxy: ProxySettings
+    budget: RequestBudget
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[_Union[_types_pb2.Provider, str]] = ..., address: _Optional[str] = ..., namespace: _Optional[str] = ..., region: _Optional[str] = ..., repository: _Optional[str] = ..., username: _Optional[str] = ..., secret: _Optional[str] = ..., has_secret: _Optional[bool] = ..., is_default: _Optional[bool] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., tls: _Optional[_Union[_types_pb2.TlsSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., etag: _Optional[str] = ..., credential_mode: _Optional[_Union[CredentialMode, str]] = ..., instance_id: _Optional[str] = ..., proxy: _Optional[_Union[ProxySettings, _Mapping]] = ..., budget: _Optional[_Union[RequestBudget, _Mapping]] = ...) -> None: ...
+
+class ProxySettings(_message.Message):
+    __slots__ = ("url", "username", "password", "has_password", "no_proxy")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    HAS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NO_PROXY_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    username: str
+    password: str
+    has_password: bool
+    no_proxy: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., has_password: _Optional[bool] = ..., no_proxy: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RequestBudget(_message.Message):
+    __slots__ = ("requests_per_second", "max_concurrent")
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    requests_per_second: float
+    max_concurrent: int
+    def __init__(self, requests_per_second: _Optional[float] = ..., max_concurrent: _Optional[int] = ...) -> None: ...
 
 class CreateRegistryRequest(_message.Message):
     __slots__ = ("registry",)
