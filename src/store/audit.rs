@@ -152,8 +152,10 @@ fn gone() -> crate::error::Error {
 }
 
 /// Most entries per INSERT (8 columns each: far below every backend's
-/// limit on bound parameters).
-const BATCH: usize = 256;
+/// limit on bound parameters). Larger batches measured worse on
+/// PostgreSQL: a statement of several hundred rows spans TCP segments and
+/// met 40 ms delayed-ACK stalls (see BENCHMARKS.md).
+const BATCH: usize = 64;
 
 /// Starts the writer of standalone entries (credential issuances, refused
 /// changes): group commit. Callers queue their entry and wait until it is
