@@ -789,7 +789,11 @@ async fn plan(source: &Side, reference: &str) -> Result<Plan> {
     }
     // Children before their parents: deeper levels first, in index order.
     children.sort_by_key(|d| Reverse(d.depth));
-    let total_bytes = blobs.list.iter().map(|b| b.size).sum();
+    // Sizes come from the source's manifests: add without overflowing.
+    let total_bytes = blobs
+        .list
+        .iter()
+        .fold(0u64, |sum, b| sum.saturating_add(b.size));
     Ok(Plan {
         root: Doc {
             digest,

@@ -14,6 +14,7 @@
 //! default, whatever the number of watchers), which bounds how late a
 //! change made on another replica can arrive.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,8 +55,8 @@ pub struct Feed {
     store: Store,
     options: FeedOptions,
     events: broadcast::Sender<Arc<RegistryEvent>>,
-    /// Newest revision fanned out (watchers compare against it).
-    position: watch::Sender<i64>,
+    /// Newest revision fanned out.
+    position: AtomicI64,
     wake: Notify,
     listeners: Mutex<Vec<Listener>>,
     /// Turns true at shutdown: watches end so the server can stop.
@@ -72,12 +73,11 @@ impl Feed {
     ) -> Result<Arc<Feed>> {
         let start = store.feed_position().await?.revision;
         let (events, _) = broadcast::channel(1024);
-        let (position, _) = watch::channel(start);
         let feed = Arc::new(Feed {
             store,
             options,
             events,
-            position,
+            position: AtomicI64::new(start),
             wake: Notify::new(),
             listeners: Mutex::new(Vec::new()),
             stopping: shutdown.clone(),
@@ -116,7 +116,7 @@ impl Feed {
     /// Reads and fans out everything after the current position.
     async fn poll(&self) -> Result<()> {
         loop {
-            let after = *self.position.borrow();
+            let after = self.position.load(Ordering::Acquire);
             let batch = self.store.events_after(after, BATCH).await?;
             let full = batch.len() as u64 == BATCH;
             if let Some(first) = batch.first()
@@ -141,9 +141,10 @@ impl Feed {
                 }
                 // No receivers is fine: nobody is watching.
                 let _ = self.events.send(Arc::new(event));
-                self.position.send_replace(revision);
+                self.position.store(revision, Ordering::Release);
             }
-            metrics::gauge!("berth_feed_revision").set(*self.position.borrow() as f64);
+            metrics::gauge!("berth_feed_revision")
+                .set(self.position.load(Ordering::Acquire) as f64);
             if !full {
                 return Ok(());
             }
@@ -162,20 +163,6 @@ impl Feed {
         if let Ok(mut l) = self.listeners.lock() {
             l.push(Box::new(f));
         }
-    }
-
-    /// Newest revision this replica has fanned out.
-    pub fn position(&self) -> i64 {
-        *self.position.borrow()
-    }
-
-    /// Waits until this replica has fanned out `revision` (or `limit`
-    /// passed); tests and read-your-writes use it.
-    pub async fn wait_for(&self, revision: i64, limit: Duration) -> bool {
-        let mut rx = self.position.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|p| *p >= revision))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 }
 

@@ -184,8 +184,15 @@ fn raw(reg: &TestRegistry, repo: &str, reference: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("skopeo inspect {repo} {reference}: {e}"))
 }
 
+/// Whether the registry says `repo:reference` does not exist (any other
+/// skopeo failure, e.g. bad credentials or TLS, is a test error, not
+/// absence).
 fn absent(reg: &TestRegistry, repo: &str, reference: &str) -> bool {
-    tokio::task::block_in_place(|| reg.skopeo_raw_manifest(repo, reference)).is_err()
+    match tokio::task::block_in_place(|| reg.skopeo_raw_manifest(repo, reference)) {
+        Ok(_) => false,
+        Err(e) if e.contains("manifest unknown") || e.contains("name unknown") => true,
+        Err(e) => panic!("skopeo inspect {repo} {reference} failed for another reason: {e}"),
+    }
 }
 
 /// The blob digests (config and layers) of an image manifest.

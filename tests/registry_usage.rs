@@ -117,7 +117,9 @@ async fn uses_block_deletion_until_they_lapse_or_force(backend: Backend) {
         .await
         .expect("create")
         .into_inner();
-    c.record_registry_usage(use_of(&other.id, "web", "job/once", Some(1)))
+    // Three seconds: long enough that the refusal below cannot race the
+    // expiry on a slow machine.
+    c.record_registry_usage(use_of(&other.id, "web", "job/once", Some(3)))
         .await
         .expect("record");
     assert_eq!(
@@ -127,17 +129,22 @@ async fn uses_block_deletion_until_they_lapse_or_force(backend: Backend) {
             .code(),
         Code::FailedPrecondition
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(
-        c.list_registry_usage(pb::ListRegistryUsageRequest {
-            registry_id: other.id.clone(),
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .usages
-        .is_empty()
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let uses = c
+            .list_registry_usage(pb::ListRegistryUsageRequest {
+                registry_id: other.id.clone(),
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .usages;
+        if uses.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the use never lapsed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     c.delete_registry(delete(&other.id, false))
         .await
         .expect("lapsed use no longer blocks");

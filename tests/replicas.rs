@@ -463,8 +463,6 @@ async fn two_replicas(backend: Backend) {
             *updates.entry(id).or_default() += n;
         }
     }
-    let total_updates: i64 = updates.values().sum();
-    assert_eq!(total_updates, (TASKS * (OPS - OPS / 3)) as i64);
 
     // Both feeds hold every change once, in order, with no gap.
     let (_, last) = watch(&mut cb, None).await;

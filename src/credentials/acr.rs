@@ -201,7 +201,7 @@ impl AcrClient {
         if token.is_success == Some(false) {
             return Err(CredentialError::Rejected(format!(
                 "GetAuthorizationToken for {instance_id} failed: {}",
-                token.code.as_deref().unwrap_or("no code")
+                super::ecr::clean_message(token.code.as_deref().unwrap_or("no code"), keys.secret)
             )));
         }
         let bad =
@@ -239,7 +239,7 @@ impl AcrClient {
         if list.is_success == Some(false) {
             return Err(CredentialError::Rejected(format!(
                 "ListInstance failed: {}",
-                list.code.as_deref().unwrap_or("no code")
+                super::ecr::clean_message(list.code.as_deref().unwrap_or("no code"), keys.secret)
             )));
         }
         // The name filter may match by substring: take the exact one.

@@ -128,7 +128,8 @@ pub(super) fn not_json(what: &str, e: &serde_json::Error) -> CredentialError {
 /// header value the HTTP client will send for it, which both signature
 /// schemes sign.
 pub(super) fn base_and_host(base: &str) -> Result<(String, String), CredentialError> {
-    let bad = || CredentialError::InvalidKey(format!("{base} is not a usable endpoint URL"));
+    // The text is not echoed: a URL with user info would carry a password.
+    let bad = || CredentialError::InvalidKey("the endpoint is not a usable URL".into());
     let url = url::Url::parse(base).map_err(|_| bad())?;
     if !matches!(url.scheme(), "http" | "https")
         || url.path() != "/"

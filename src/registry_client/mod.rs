@@ -579,10 +579,19 @@ fn transport_error(e: &reqwest::Error) -> ClientError {
     if let Some(why) = tls::classify(e) {
         return ClientError::Tls(why);
     }
-    if e.is_timeout() {
-        return ClientError::Timeout(e.to_string());
-    }
+    // reqwest names the URL; upload sessions and pre-signed blob redirects
+    // carry signatures in the query, which must not reach logs, progress
+    // messages or audit details.
     let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        let mut bare = url.clone();
+        bare.set_query(None);
+        bare.set_fragment(None);
+        msg = msg.replace(url.as_str(), bare.as_str());
+    }
+    if e.is_timeout() {
+        return ClientError::Timeout(msg);
+    }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         msg = format!("{msg}: {s}");
@@ -672,5 +681,25 @@ impl ClientPool {
             map.insert(id.to_string(), (revision, client.clone()));
         }
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn transport_errors_drop_the_query_of_signed_urls() {
+        // Nothing listens on port 1: the request fails to connect.
+        let url = "http://127.0.0.1:1/v2/app/blobs/uploads/x?_state=SIGNED&X-Amz-Signature=abc";
+        let err = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let text = transport_error(&err).to_string();
+        assert!(!text.contains("SIGNED"), "{text}");
+        assert!(!text.contains("X-Amz-Signature"), "{text}");
+        assert!(text.contains("127.0.0.1:1/v2/app/blobs/uploads/x"), "{text}");
     }
 }

@@ -385,40 +385,15 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let secret = match (&row.secret_ciphertext, &row.secret_key_id) {
-            (Some(bytes), Some(key_id)) => {
-                let sealed = crate::secret::Sealed {
-                    key_id: key_id.clone(),
-                    bytes: bytes.clone(),
-                };
-                Some(self.cipher.open(&sealed, id).map_err(|e| {
-                    tracing::error!(id, error = %e, "stored secret cannot be opened");
-                    Error::FailedPrecondition(format!(
-                        "the stored secret of registry {id} cannot be decrypted: {e}"
-                    ))
-                })?)
-            }
-            _ => None,
-        };
-        let proxy_password = match (&row.proxy_password_ciphertext, &row.proxy_password_key_id) {
-            (Some(bytes), Some(key_id)) => {
-                let sealed = crate::secret::Sealed {
-                    key_id: key_id.clone(),
-                    bytes: bytes.clone(),
-                };
-                Some(
-                    self.cipher
-                        .open(&sealed, &rows::proxy_password_context(id))
-                        .map_err(|e| {
-                            tracing::error!(id, error = %e, "stored proxy password cannot be opened");
-                            Error::FailedPrecondition(format!(
-                                "the stored proxy password of registry {id} cannot be decrypted: {e}"
-                            ))
-                        })?,
-                )
-            }
-            _ => None,
-        };
+        let secret =
+            self.open_column(&row.secret_ciphertext, &row.secret_key_id, id, id, "secret")?;
+        let proxy_password = self.open_column(
+            &row.proxy_password_ciphertext,
+            &row.proxy_password_key_id,
+            &rows::proxy_password_context(id),
+            id,
+            "proxy password",
+        )?;
         let mut recs = self.assemble(&self.db, vec![row]).await?;
         let rec = recs.pop().ok_or_else(|| not_found(id))?;
         Ok((
@@ -428,6 +403,31 @@ impl Store {
                 proxy_password,
             },
         ))
+    }
+
+    /// Opens one sealed column of registry `id` (`what` names it in the
+    /// error), bound to `context`; `None` when nothing is stored.
+    fn open_column(
+        &self,
+        ciphertext: &Option<Vec<u8>>,
+        key_id: &Option<String>,
+        context: &str,
+        id: &str,
+        what: &str,
+    ) -> Result<Option<Secret>> {
+        let (Some(bytes), Some(key_id)) = (ciphertext, key_id) else {
+            return Ok(None);
+        };
+        let sealed = crate::secret::Sealed {
+            key_id: key_id.clone(),
+            bytes: bytes.clone(),
+        };
+        self.cipher.open(&sealed, context).map(Some).map_err(|e| {
+            tracing::error!(id, error = %e, "stored {what} cannot be opened");
+            Error::FailedPrecondition(format!(
+                "the stored {what} of registry {id} cannot be decrypted: {e}"
+            ))
+        })
     }
 
     /// Reads one registry.
@@ -453,32 +453,10 @@ impl Store {
             sel = sel.filter(registry::Column::Provider.eq(p.as_str()));
         }
         if let Some(project) = &q.project {
-            // All-projects registries, or those listing the project (an
-            // indexed lookup in registry_projects).
-            let listed = registry_project::Entity::find()
-                .select_only()
-                .column(registry_project::Column::RegistryId)
-                .filter(registry_project::Column::Project.eq(project.clone()))
-                .as_query()
-                .to_owned();
-            sel = sel.filter(
-                sea_orm::Condition::any()
-                    .add(registry::Column::AllProjects.eq(true))
-                    .add(registry::Column::Id.in_subquery(listed)),
-            );
+            sel = sel.filter(serving([project.clone()]));
         }
         if let Some(projects) = &q.visible_to {
-            let listed = registry_project::Entity::find()
-                .select_only()
-                .column(registry_project::Column::RegistryId)
-                .filter(registry_project::Column::Project.is_in(projects.clone()))
-                .as_query()
-                .to_owned();
-            sel = sel.filter(
-                sea_orm::Condition::any()
-                    .add(registry::Column::AllProjects.eq(true))
-                    .add(registry::Column::Id.in_subquery(listed)),
-            );
+            sel = sel.filter(serving(projects.clone()));
         }
         let rows = sel.limit(q.limit).all(&self.db).await?;
         self.assemble(&self.db, rows).await
@@ -825,6 +803,20 @@ impl Store {
         )
         .await
     }
+}
+
+/// Registries serving any of `projects`: all-projects ones, or those
+/// listing one of them (an indexed lookup in registry_projects).
+fn serving(projects: impl IntoIterator<Item = String>) -> sea_orm::Condition {
+    let listed = registry_project::Entity::find()
+        .select_only()
+        .column(registry_project::Column::RegistryId)
+        .filter(registry_project::Column::Project.is_in(projects))
+        .as_query()
+        .to_owned();
+    sea_orm::Condition::any()
+        .add(registry::Column::AllProjects.eq(true))
+        .add(registry::Column::Id.in_subquery(listed))
 }
 
 /// The current default's id, read inside a transaction.
