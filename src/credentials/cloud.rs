@@ -49,15 +49,24 @@ pub(super) async fn exchange(
     url.set_query(None);
     let at = format!("{service} at {url}");
     let transport = |e: reqwest::Error| transport_error(&at, timeout, e);
-    let response = http.execute(request).await.map_err(transport)?;
+    let mut response = http.execute(request).await.map_err(transport)?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(transport)?;
-    if body.len() > MAX_BODY {
-        return Err(CredentialError::BadResponse(format!(
-            "{at} answered with {} bytes",
-            body.len()
-        )));
+    let too_big = |n: u64| CredentialError::BadResponse(format!("{at} answered with {n} bytes"));
+    if let Some(n) = response.content_length()
+        && n > MAX_BODY as u64
+    {
+        return Err(too_big(n));
     }
+    // Read chunk by chunk, so a body without a length cannot grow past the
+    // limit in memory either.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(too_big(body.len() as u64));
+        }
+    }
+    let body = bytes::Bytes::from(body);
     Ok(Answer { status, body })
 }
 

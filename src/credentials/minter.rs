@@ -160,13 +160,7 @@ impl Minter {
     /// Whether [`Minter::mint`] serves `record`'s login from the token cache
     /// (a cloud token: ECR, ACR and TCR access-key modes, with a secret).
     pub fn uses_token_cache(record: &RegistryRecord, secret: Option<&Secret>) -> bool {
-        secret.is_some()
-            && matches!(
-                record.spec.credential_mode,
-                CredentialMode::EcrToken
-                    | CredentialMode::AcrAccessKey
-                    | CredentialMode::TcrAccessKey
-            )
+        secret.is_some() && record.spec.credential_mode.mints_tokens()
     }
 
     /// The registry refused `refused` (401/403, e.g. an ECR token that

@@ -700,6 +700,9 @@ mod tests {
         let text = transport_error(&err).to_string();
         assert!(!text.contains("SIGNED"), "{text}");
         assert!(!text.contains("X-Amz-Signature"), "{text}");
-        assert!(text.contains("127.0.0.1:1/v2/app/blobs/uploads/x"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1/v2/app/blobs/uploads/x"),
+            "{text}"
+        );
     }
 }

@@ -113,7 +113,7 @@ struct ContainerConfig {
     labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
-fn repo_scope(repo: &str) -> String {
+pub(super) fn repo_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
 }
 

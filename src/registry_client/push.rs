@@ -37,10 +37,6 @@ pub fn push_scope(repo: &str) -> String {
     format!("repository:{repo}:pull,push")
 }
 
-fn pull_scope(repo: &str) -> String {
-    format!("repository:{repo}:pull")
-}
-
 /// Whether `digest` is `algorithm:hex` as berth copies them: `sha256` (64
 /// lowercase hex digits), `sha384` (96) or `sha512` (128). Digests from a
 /// manifest go into URLs, so nothing else is let through.
@@ -340,7 +336,7 @@ impl RegistryClient {
         url.query_pairs_mut()
             .append_pair("mount", digest)
             .append_pair("from", from);
-        let scope = format!("{} {}", push_scope(repo), pull_scope(from));
+        let scope = format!("{} {}", push_scope(repo), super::ops::repo_scope(from));
         let resp = self
             .send_with(Method::POST, url.as_str(), &scope, &[], &empty_body())
             .await?;
@@ -377,7 +373,13 @@ impl RegistryClient {
             ..Extra::default()
         };
         let resp = self
-            .send_with(Method::GET, &url, &pull_scope(repo), &[], &extra)
+            .send_with(
+                Method::GET,
+                &url,
+                &super::ops::repo_scope(repo),
+                &[],
+                &extra,
+            )
             .await?;
         if resp.status().is_success() {
             return Ok(resp);
