@@ -63,6 +63,11 @@ pub struct Feed {
     stopping: watch::Receiver<bool>,
 }
 
+/// Shortest time between two polls started by nudges (local writes): the
+/// delay local watchers may see on top of the commit, against one events
+/// query per write under a write burst.
+const NUDGE_GAP: Duration = Duration::from_millis(5);
+
 impl Feed {
     /// Starts the poller at the feed's current revision; it stops when
     /// `shutdown` turns true (or its sender is dropped).
@@ -85,9 +90,16 @@ impl Feed {
         let poller = feed.clone();
         tokio::spawn(async move {
             let mut failing = false;
+            let mut last_poll = tokio::time::Instant::now();
             loop {
                 tokio::select! {
-                    _ = poller.wake.notified() => {}
+                    _ = poller.wake.notified() => {
+                        // Under a stream of local writes every commit
+                        // nudges: poll at most once per NUDGE_GAP then, so
+                        // one read picks up a run of events instead of one
+                        // read per write (nudges in between are one permit).
+                        tokio::time::sleep_until(last_poll + NUDGE_GAP).await;
+                    }
                     _ = tokio::time::sleep(poller.options.poll_interval) => {}
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
@@ -95,6 +107,7 @@ impl Feed {
                         }
                     }
                 }
+                last_poll = tokio::time::Instant::now();
                 match poller.poll().await {
                     Ok(()) if failing => {
                         tracing::info!("change feed: reading events again");

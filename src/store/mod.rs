@@ -61,9 +61,17 @@ pub struct Store {
     feed: FeedSettings,
     cache: Arc<cache::RegistryCache>,
     audit: tokio::sync::mpsc::Sender<audit::Pending>,
+    /// Taken before the feed's counter row and held to the commit: see
+    /// [`Store::feed_gate`].
+    feed_gate: Arc<tokio::sync::Semaphore>,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
+
+/// Writes of this replica at the feed's counter row at once (see
+/// [`Store::feed_gate`]): one committing, one already waiting on the row
+/// so it goes on the moment the commit releases it.
+const FEED_GATE: usize = 2;
 
 /// Switches a SQLite file to WAL (a property of the file, kept across
 /// restarts). The switch needs an exclusive lock that SQLite does not wait
@@ -110,6 +118,10 @@ impl Store {
             // One connection: SQLite has one writer anyway, and a single
             // connection means no SQLITE_BUSY between our own transactions.
             opts.max_connections(1).min_connections(1);
+            // The connection is in this process: nothing to test before
+            // handing it out (sqlx pings on every acquire by default, one
+            // extra trip to its worker thread per statement or transaction).
+            opts.test_before_acquire(false);
             // Per-connection settings go in the connect options, so a
             // connection the pool re-opens later has them too.
             //
@@ -127,6 +139,13 @@ impl Store {
             });
         } else {
             opts.max_connections(16).min_connections(1);
+            // sqlx pings a connection every time it leaves the pool: one
+            // round trip more per transaction, and per audit batch (about
+            // a third of the statements of a write, BENCHMARKS.md). Only
+            // connections idle for a while are tested now (a server restart
+            // or a firewall may have dropped them); a busy connection that
+            // broke fails its statement, which is UNAVAILABLE, and is closed.
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(5));
         }
         let db = Database::connect(opts).await?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {
@@ -137,6 +156,7 @@ impl Store {
             feed: FeedSettings::default(),
             cache: Arc::new(cache::RegistryCache::default()),
             audit: audit::start_writer(db.clone()),
+            feed_gate: Arc::new(tokio::sync::Semaphore::new(FEED_GATE)),
             db,
         })
     }
@@ -293,10 +313,15 @@ impl Store {
             1,
         );
         retry(|| async {
-            let txn = self.db.begin().await?;
             // Only a create that replaces the default needs the previous
             // default, read under the feed lock (see events::lock); the
             // others stay concurrent until they append their event.
+            let gate = if make_default {
+                Some(self.feed_gate().await)
+            } else {
+                None
+            };
+            let txn = self.db.begin().await?;
             if make_default {
                 events::lock(&txn).await?;
             }
@@ -314,12 +339,19 @@ impl Store {
                 // The first registry becomes the default; later ones leave
                 // the existing default alone. If ours went in, there was
                 // none before.
-                default_registry::Entity::insert(default_row(&id, actor, now))
+                let inserted = default_registry::Entity::insert(default_row(&id, actor, now))
                     .on_conflict_do_nothing_on([default_registry::Column::Id])
                     .exec_without_returning(&txn)
                     .await?;
-                let now_default = default_id(&txn).await?;
-                (now_default.as_deref() == Some(id.as_str()), None)
+                let ours = if txn.get_database_backend() == sea_orm::DatabaseBackend::MySql {
+                    // MySQL's "do nothing" is an update to the same value,
+                    // and sqlx connects with CLIENT_FOUND_ROWS: a conflict
+                    // also counts one row. Read the row instead.
+                    default_id(&txn).await?.as_deref() == Some(id.as_str())
+                } else {
+                    matches!(inserted, sea_orm::TryInsertResult::Inserted(1))
+                };
+                (ours, None)
             };
             // What a read would return, without reading it back.
             let rec = RegistryRecord {
@@ -332,6 +364,10 @@ impl Store {
                 update_time_us: now,
                 updated_by: actor.to_owned(),
                 revision: 1,
+            };
+            let _gate = match gate {
+                Some(held) => held,
+                None => self.feed_gate().await,
             };
             self.event(&txn, EventKind::Created, actor, Vec::new(), None, &rec, now)
                 .await?;
@@ -502,16 +538,39 @@ impl Store {
                 ),
                 _ => None,
             };
+            let update_time_us = now_us().max(current.update_time_us);
             let mut row = rows::to_active(
                 id,
                 &spec,
                 sealed.as_ref(),
                 sealed_proxy_password.as_ref(),
                 current.create_time_us,
-                now_us().max(current.update_time_us),
+                update_time_us,
                 &actor.name,
                 current.revision + 1,
             );
+            // What a read would return after the write, without reading it
+            // back (the write only lands on the revision `current` was read
+            // at, so everything not written here is as read).
+            let rec = RegistryRecord {
+                id: id.to_owned(),
+                spec: spec.clone(),
+                has_secret: match change {
+                    SecretChange::Keep => current.has_secret,
+                    SecretChange::Clear => false,
+                    SecretChange::Set(_) => true,
+                },
+                has_proxy_password: match &changes.proxy_password {
+                    SecretChange::Keep => current.has_proxy_password,
+                    SecretChange::Clear => false,
+                    SecretChange::Set(_) => true,
+                },
+                is_default: current.is_default,
+                create_time_us: current.create_time_us,
+                update_time_us,
+                updated_by: actor.name.clone(),
+                revision: current.revision + 1,
+            };
             if matches!(change, SecretChange::Keep) {
                 row.secret_ciphertext = sea_orm::ActiveValue::NotSet;
                 row.secret_key_id = sea_orm::ActiveValue::NotSet;
@@ -541,7 +600,6 @@ impl Store {
                 }
                 let now = now_us();
                 audit::insert(&txn, &audit, now).await?;
-                let rec = self.find(&txn, id).await?.ok_or_else(|| not_found(id))?;
                 let changed = changed_fields(&current.spec, &spec, &changes);
                 let kind = if changed.iter().any(|f| f.starts_with("tls")) {
                     EventKind::TlsChanged
@@ -550,6 +608,7 @@ impl Store {
                 };
                 let previous_scope =
                     (spec.scope != current.spec.scope).then_some(&current.spec.scope);
+                let _gate = self.feed_gate().await;
                 events::append(
                     &txn,
                     events::NewEvent {
@@ -565,7 +624,7 @@ impl Store {
                 )
                 .await?;
                 txn.commit().await?;
-                Ok(Some(rec))
+                Ok(Some(rec.clone()))
             })
             .await?;
             if let Some(rec) = done {
@@ -593,62 +652,97 @@ impl Store {
     ) -> Result<()> {
         let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
-            let txn = self.db.begin().await?;
-            // The last state, for the deletion's event.
-            let Some(last) = self.find(&txn, id).await? else {
-                txn.rollback().await?;
-                return Ok(false);
-            };
-            if last.is_default {
-                // Removing the default: take the feed lock before touching
-                // the default row, in the order set-default takes them.
-                events::lock(&txn).await?;
-            }
-            // Lock the row, then read its uses: a use recorded concurrently
-            // has either committed (and is seen) or waits on the row and
-            // fails once it is gone.
-            usage::lock_registry(&txn, id).await?;
-            let uses = usage::current_locked(&txn, id, now_us()).await?;
-            let mut entry = audit.clone();
-            if !uses.is_empty() {
-                if !force {
-                    return Err(TxError::Domain(usage::in_use(id, &uses)));
+            // Removing the default takes the feed lock before the row, in
+            // the order set-default takes them. Whether this is the default
+            // is known only once the row is read: when it is, start again
+            // with the feed lock first (deleting the default is rare; the
+            // others save the extra statement).
+            let mut feed_first = false;
+            loop {
+                let gate = if feed_first {
+                    Some(self.feed_gate().await)
+                } else {
+                    None
+                };
+                let txn = self.db.begin().await?;
+                if feed_first {
+                    events::lock(&txn).await?;
                 }
-                entry.detail = format!("force: was in use by {} user(s)", uses.len());
-            }
-            usage::delete_all(&txn, id).await?;
-            default_registry::Entity::delete_many()
-                .filter(default_registry::Column::RegistryId.eq(id))
-                .exec(&txn)
+                // Lock the row, then read its uses: a use recorded
+                // concurrently has either committed (and is seen) or waits
+                // on the row and fails once it is gone. The row read is the
+                // last state, for the deletion's event.
+                let Some(row) = usage::lock_registry(&txn, id).await? else {
+                    txn.rollback().await?;
+                    return Ok(false);
+                };
+                let Some(last) = self.assemble(&txn, vec![row]).await?.pop() else {
+                    txn.rollback().await?;
+                    return Ok(false);
+                };
+                if last.is_default && !feed_first {
+                    txn.rollback().await?;
+                    feed_first = true;
+                    continue;
+                }
+                if let Some(rev) = expected_revision
+                    && rev != last.revision
+                {
+                    txn.rollback().await?;
+                    return Ok(false);
+                }
+                let recorded = usage::all_locked(&txn, id).await?;
+                let now = now_us();
+                let uses: Vec<_> = recorded
+                    .iter()
+                    .filter(|u| u.expire_time_us > now)
+                    .cloned()
+                    .collect();
+                let mut entry = audit.clone();
+                if !uses.is_empty() {
+                    if !force {
+                        return Err(TxError::Domain(usage::in_use(id, &uses)));
+                    }
+                    entry.detail = format!("force: was in use by {} user(s)", uses.len());
+                }
+                if !recorded.is_empty() {
+                    usage::delete_all(&txn, id).await?;
+                }
+                if last.is_default {
+                    default_registry::Entity::delete_many()
+                        .filter(default_registry::Column::RegistryId.eq(id))
+                        .exec(&txn)
+                        .await?;
+                }
+                if !matches!(last.spec.scope, Scope::AllProjects) {
+                    registry_project::Entity::delete_many()
+                        .filter(registry_project::Column::RegistryId.eq(id))
+                        .exec(&txn)
+                        .await?;
+                }
+                // The row is locked and its revision checked: this deletes it.
+                registry::Entity::delete_many()
+                    .filter(registry::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await?;
+                audit::insert(&txn, &entry, now).await?;
+                let _gate = match gate {
+                    Some(held) => held,
+                    None => self.feed_gate().await,
+                };
+                self.event(
+                    &txn,
+                    EventKind::Deleted,
+                    &actor.name,
+                    Vec::new(),
+                    None,
+                    &last,
+                    now,
+                )
                 .await?;
-            registry_project::Entity::delete_many()
-                .filter(registry_project::Column::RegistryId.eq(id))
-                .exec(&txn)
-                .await?;
-            let mut del = registry::Entity::delete_many().filter(registry::Column::Id.eq(id));
-            if let Some(rev) = expected_revision {
-                del = del.filter(registry::Column::Revision.eq(rev));
+                txn.commit().await?;
+                return Ok(true);
             }
-            let n = del.exec(&txn).await?.rows_affected;
-            if n == 0 {
-                // Nothing deleted: leave everything as it was.
-                txn.rollback().await?;
-                return Ok(false);
-            }
-            let now = now_us();
-            audit::insert(&txn, &entry, now).await?;
-            self.event(
-                &txn,
-                EventKind::Deleted,
-                &actor.name,
-                Vec::new(),
-                None,
-                &last,
-                now,
-            )
-            .await?;
-            txn.commit().await?;
-            Ok(true)
         })
         .await?;
         if deleted {
@@ -666,6 +760,7 @@ impl Store {
     pub async fn set_default(&self, id: &str, actor: &Actor) -> Result<RegistryRecord> {
         let audit = actor.entry("registry.set_default", id, String::new());
         retry(|| async {
+            let _gate = self.feed_gate().await;
             let txn = self.db.begin().await?;
             events::lock(&txn).await?;
             if registry::Entity::find_by_id(id.to_owned())
@@ -776,6 +871,22 @@ impl Store {
 }
 
 impl Store {
+    /// This replica's turn at the feed's counter row. Every write takes it
+    /// right before the counter row (events::lock or events::append) and
+    /// holds it to its commit. The database lock alone would be correct,
+    /// but with many writes in flight each one waits inside the database:
+    /// a server backend asleep on a row lock, woken by the commit before
+    /// it. Queued here, the waiting costs a task wake-up, and the database
+    /// sees at most one of this replica's writes waiting on the row (other
+    /// replicas still serialise on the row itself).
+    async fn feed_gate(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // Closed never: the semaphore lives as long as the store.
+        match self.feed_gate.acquire().await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the feed gate is never closed"),
+        }
+    }
+
     /// Appends a change-feed event inside the change's transaction.
     #[allow(clippy::too_many_arguments)]
     async fn event<C: ConnectionTrait>(

@@ -40,17 +40,16 @@ fn to_record(m: registry_usage::Model) -> UsageRecord {
     }
 }
 
-/// The current uses of `id`, read with a shared lock so that a use being
-/// recorded concurrently is either seen or waits for the caller's
-/// transaction (DeleteRegistry).
-pub(super) async fn current_locked<C: ConnectionTrait>(
+/// Every use of `id`, lapsed or not (oldest project first), read with a
+/// shared lock so that a use being recorded concurrently is either seen or
+/// waits for the caller's transaction (DeleteRegistry, which drops them
+/// all and refuses only for current ones).
+pub(super) async fn all_locked<C: ConnectionTrait>(
     c: &C,
     id: &str,
-    now_us: i64,
 ) -> Result<Vec<UsageRecord>, DbErr> {
     Ok(registry_usage::Entity::find()
         .filter(registry_usage::Column::RegistryId.eq(id))
-        .filter(registry_usage::Column::ExpireTimeUs.gt(now_us))
         .order_by_asc(registry_usage::Column::Project)
         .order_by_asc(registry_usage::Column::User)
         .lock_shared()
@@ -71,12 +70,14 @@ pub(super) async fn delete_all<C: ConnectionTrait>(c: &C, id: &str) -> Result<()
 }
 
 /// The registry row of `id`, locked until the transaction ends.
-pub(super) async fn lock_registry<C: ConnectionTrait>(c: &C, id: &str) -> Result<bool, DbErr> {
-    Ok(registry::Entity::find_by_id(id.to_owned())
+pub(super) async fn lock_registry<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+) -> Result<Option<registry::Model>, DbErr> {
+    registry::Entity::find_by_id(id.to_owned())
         .lock_exclusive()
         .one(c)
-        .await?
-        .is_some())
+        .await
 }
 
 impl Store {
