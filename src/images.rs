@@ -108,6 +108,9 @@ pub struct Images {
     minter: Arc<credentials::Minter>,
     /// GetCredentials answers without waiting for its audit record.
     queue_audit: bool,
+    /// GetCredentials' documents, rendered once per login (see
+    /// `credentials::render`).
+    renders: Arc<credentials::render::Renders>,
 }
 
 /// Page size limits of the registry listing calls.
@@ -126,6 +129,7 @@ impl Images {
             pool: Arc::new(ClientPool::new(options)),
             minter: Arc::new(minter),
             queue_audit: false,
+            renders: Arc::default(),
         }
     }
 
@@ -376,21 +380,9 @@ impl Images {
         let creds = self.mint(&target).await?;
         let spec = &target.record.spec;
         let host = spec.address.host_port();
-        let keys = credentials::docker_config::server_keys(spec.provider, &host);
-        let entries: Vec<(&str, &str, &str)> = if creds.username.is_empty() {
-            Vec::new()
-        } else {
-            keys.iter()
-                .map(|k| (k.as_str(), creds.username.as_str(), creds.password.expose()))
-                .collect()
-        };
-        let docker_config_json = credentials::docker_config::docker_config_json(&entries);
-        let secret_name = credentials::docker_config::secret_name(&target.record.id, &host);
-        let kubernetes_secret_yaml = credentials::docker_config::kubernetes_secret_yaml(
-            &secret_name,
-            namespace,
-            &docker_config_json,
-        );
+        let rendered =
+            self.renders
+                .render(&target.record.id, spec.provider, &host, namespace, &creds);
         tracing::info!(registry_id = %target.record.id, project, provider = %spec.provider, "credentials issued");
         Ok(Issued {
             registry_id: target.record.id.clone(),
@@ -398,8 +390,8 @@ impl Images {
             insecure: !spec.tls.verify || spec.address.scheme() == crate::domain::Scheme::Http,
             ca_cert_pem: spec.tls.ca_cert_pem.clone(),
             credentials: creds,
-            docker_config_json,
-            kubernetes_secret_yaml,
+            docker_config_json: rendered.docker_config_json.clone(),
+            kubernetes_secret_yaml: rendered.kubernetes_secret_yaml.clone(),
             proxy: spec.proxy.clone(),
             proxy_password: target.proxy_password.clone(),
         })

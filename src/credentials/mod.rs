@@ -26,6 +26,7 @@ mod cloud_stub;
 pub mod docker_config;
 pub mod ecr;
 pub mod minter;
+pub mod render;
 pub mod static_creds;
 pub mod tcr;
 
