@@ -102,8 +102,14 @@ struct Args {
     projects: usize,
     /// PostgreSQL server (trust auth); a fresh database `berth_bench_<random>`
     /// is created there and dropped at the end. Skipped when it does not
-    /// answer.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    /// answer. Plain TCP by default (`sslmode=disable`): on loopback, as
+    /// the gRPC side is plain HTTP/2, so the figures are berth's and the
+    /// database's work, not TLS record encryption on the shared cores.
+    /// Pass `?sslmode=require` to include it.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432?sslmode=disable"
+    )]
     postgres: String,
     /// Measure SQLite only.
     #[arg(long)]
