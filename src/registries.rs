@@ -222,22 +222,24 @@ impl Registries {
         let id = check_id(id, "id")?;
         let expected = parse_etag(etag, "etag")?;
         let who = &caller.principal;
-        // The rights depend on the registry's scope: read it, check, and
-        // delete only that revision (a concurrent scope change is ABORTED).
-        let current = self.get(&id, caller).await?;
-        if let Err(e) = who.require_manage(&current.spec.scope) {
-            return Err(self.denied(caller, "registry.delete", Some(&id), e).await);
+        // The rights depend on the registry's scope: checked on the row as
+        // it is locked for the deletion, so a concurrent scope change cannot
+        // slip between the check and the delete.
+        let result = self
+            .store
+            .delete(&id, expected, force, &caller.actor(), |current| {
+                if !who.may_see(&current.spec.scope) {
+                    return Err(crate::store::not_found(&id));
+                }
+                who.require_manage(&current.spec.scope)
+            })
+            .await;
+        match result {
+            Err(e @ Error::PermissionDenied(_)) => {
+                return Err(self.denied(caller, "registry.delete", Some(&id), e).await);
+            }
+            other => other?,
         }
-        if let Some(want) = expected
-            && want != current.revision
-        {
-            return Err(Error::Aborted(format!(
-                "registry {id} was changed by someone else (etag mismatch); read it again and retry"
-            )));
-        }
-        self.store
-            .delete(&id, Some(current.revision), force, &caller.actor())
-            .await?;
         self.feed.nudge();
         tracing::info!(id, "registry deleted");
         Ok(())

@@ -94,12 +94,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// leaves checking the keys against stored secrets to the caller.
 async fn open_store_unchecked(config: &Config) -> anyhow::Result<Store> {
     let keys = Arc::new(crate::keys::load(config)?);
-    let store = Store::connect(&config.database_url, keys)
+    let feed = crate::store::FeedSettings {
+        retention: config.feed_retention,
+    };
+    let store = Store::connect_with(&config.database_url, keys, feed)
         .await
-        .context("connecting to the database")?
-        .with_feed_settings(crate::store::FeedSettings {
-            retention: config.feed_retention,
-        });
+        .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

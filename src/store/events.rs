@@ -300,12 +300,14 @@ pub(super) async fn lock<C: ConnectionTrait>(c: &C) -> Result<(), DbErr> {
 /// transaction). The counter row stays locked until that transaction ends,
 /// which is what makes revisions commit in order (see the migration).
 /// Every `step` revisions, events older than `retention` are pruned.
+/// On PostgreSQL the revision is taken, and pruning done, by a trigger at
+/// COMMIT (migration 000007): the event goes in under a placeholder.
 pub(super) async fn append<C: ConnectionTrait>(
     c: &C,
     e: NewEvent<'_>,
     now_us: i64,
     settings: FeedSettings,
-) -> Result<i64, DbErr> {
+) -> Result<(), DbErr> {
     let backend = c.get_database_backend();
     // Serialised before the counter row is locked: nothing but the
     // statements below runs under it.
@@ -314,16 +316,14 @@ pub(super) async fn append<C: ConnectionTrait>(
     let kind = e.kind.as_str().to_owned();
     let actor = clip(e.actor, 256);
     let changed = clip(&e.changed.join(","), 1024);
-    let revision = if backend == sea_orm::DatabaseBackend::Postgres {
-        // One statement takes the revision and writes the event: under the
-        // lock, one round trip and the commit.
-        c.query_one_raw(Statement::from_sql_and_values(
+    if backend == sea_orm::DatabaseBackend::Postgres {
+        // Numbered at COMMIT by the deferred trigger of migration 000007,
+        // which also prunes: no lock is taken here.
+        c.execute_raw(Statement::from_sql_and_values(
             backend,
-            "WITH r AS (UPDATE registry_revision SET revision = revision + 1 WHERE id = 1 \
-             RETURNING revision) \
-             INSERT INTO registry_events \
+            "INSERT INTO registry_events \
              (revision, time_us, kind, registry_id, actor, changed, previous_default, snapshot) \
-             SELECT revision, $1, $2, $3, $4, $5, $6, $7 FROM r RETURNING revision",
+             VALUES (-nextval('registry_event_pending'), $1, $2, $3, $4, $5, $6, $7)",
             [
                 now_us.into(),
                 kind.into(),
@@ -334,25 +334,22 @@ pub(super) async fn append<C: ConnectionTrait>(
                 snapshot.into(),
             ],
         ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("registry_revision row 1".into()))?
-        .try_get::<i64>("", "revision")?
-    } else {
-        let revision = next_revision(c).await?;
-        registry_event::Entity::insert(registry_event::ActiveModel {
-            revision: Set(revision),
-            time_us: Set(now_us),
-            kind: Set(kind),
-            registry_id: Set(e.registry.id.clone()),
-            actor: Set(actor),
-            changed: Set(changed),
-            previous_default: Set(e.previous_default),
-            snapshot: Set(snapshot),
-        })
-        .exec_without_returning(c)
         .await?;
-        revision
-    };
+        return Ok(());
+    }
+    let revision = next_revision(c).await?;
+    registry_event::Entity::insert(registry_event::ActiveModel {
+        revision: Set(revision),
+        time_us: Set(now_us),
+        kind: Set(kind),
+        registry_id: Set(e.registry.id.clone()),
+        actor: Set(actor),
+        changed: Set(changed),
+        previous_default: Set(e.previous_default),
+        snapshot: Set(snapshot),
+    })
+    .exec_without_returning(c)
+    .await?;
     let retention = settings.retention.max(1);
     let step = (retention / 10).clamp(1, 100);
     if revision % step == 0 && revision > retention {
@@ -363,24 +360,16 @@ pub(super) async fn append<C: ConnectionTrait>(
             .await?;
         c.execute_raw(Statement::from_sql_and_values(
             backend,
-            match backend {
-                sea_orm::DatabaseBackend::Postgres => {
-                    "UPDATE registry_revision SET compacted = $1 WHERE id = 1 AND compacted < $1"
-                }
-                _ => "UPDATE registry_revision SET compacted = ? WHERE id = 1 AND compacted < ?",
-            },
-            match backend {
-                sea_orm::DatabaseBackend::Postgres => vec![horizon.into()],
-                _ => vec![horizon.into(), horizon.into()],
-            },
+            "UPDATE registry_revision SET compacted = ? WHERE id = 1 AND compacted < ?",
+            [horizon.into(), horizon.into()],
         ))
         .await?;
     }
-    Ok(revision)
+    Ok(())
 }
 
 /// Bumps the counter row and returns the new revision, in one round trip
-/// (SQLite and MySQL; PostgreSQL folds this into the event's INSERT): the
+/// (SQLite and MySQL; PostgreSQL numbers events at COMMIT): the
 /// row stays locked from here to the commit, so the fewer round trips
 /// between this and the commit, the more writes per second the feed lets
 /// through (BENCHMARKS.md). SQLite returns the new value with `RETURNING`;

@@ -18,7 +18,7 @@ pub mod usage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
     DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -61,17 +61,9 @@ pub struct Store {
     feed: FeedSettings,
     cache: Arc<cache::RegistryCache>,
     audit: tokio::sync::mpsc::Sender<audit::Pending>,
-    /// Taken before the feed's counter row and held to the commit: see
-    /// [`Store::feed_gate`].
-    feed_gate: Arc<tokio::sync::Semaphore>,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
-
-/// Writes of this replica at the feed's counter row at once (see
-/// [`Store::feed_gate`]): one committing, one already waiting on the row
-/// so it goes on the moment the commit releases it.
-const FEED_GATE: usize = 2;
 
 /// Switches a SQLite file to WAL (a property of the file, kept across
 /// restarts). The switch needs an exclusive lock that SQLite does not wait
@@ -105,8 +97,19 @@ fn sqlite_busy(e: &DbErr) -> bool {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://…`, `postgres://…`, `mysql://…`).
+    /// Connects to `url` (`sqlite://…`, `postgres://…`, `mysql://…`)
+    /// with the default feed settings.
     pub async fn connect(url: &str, cipher: Arc<Keyring>) -> Result<Store, DbErr> {
+        Store::connect_with(url, cipher, FeedSettings::default()).await
+    }
+
+    /// Connects to `url`, keeping `feed.retention` change-feed events for
+    /// resuming watchers.
+    pub async fn connect_with(
+        url: &str,
+        cipher: Arc<Keyring>,
+        feed: FeedSettings,
+    ) -> Result<Store, DbErr> {
         let mut opts = ConnectOptions::new(url.to_owned());
         // sqlx logs every statement at INFO; berth logs its own spans.
         opts.sqlx_logging(false)
@@ -146,6 +149,12 @@ impl Store {
             // or a firewall may have dropped them); a busy connection that
             // broke fails its statement, which is UNAVAILABLE, and is closed.
             opts.test_before_acquire_if_idle_for(Duration::from_secs(5));
+            // PostgreSQL prunes the feed in its commit trigger (migration
+            // 000007), which reads the retention from this setting.
+            let retention = feed.retention.max(1).to_string();
+            opts.map_sqlx_postgres_opts(move |o| {
+                o.options([("berth.feed_retention", retention.as_str())])
+            });
         }
         let db = Database::connect(opts).await?;
         if db.get_database_backend() == DatabaseBackend::Sqlite {
@@ -153,18 +162,11 @@ impl Store {
         }
         Ok(Store {
             cipher,
-            feed: FeedSettings::default(),
+            feed,
             cache: Arc::new(cache::RegistryCache::default()),
             audit: audit::start_writer(db.clone()),
-            feed_gate: Arc::new(tokio::sync::Semaphore::new(FEED_GATE)),
             db,
         })
-    }
-
-    /// Sets how many change-feed events are kept for resuming watchers.
-    pub fn with_feed_settings(mut self, feed: FeedSettings) -> Store {
-        self.feed = feed;
-        self
     }
 
     /// Applies pending migrations (idempotent).
@@ -316,11 +318,6 @@ impl Store {
             // Only a create that replaces the default needs the previous
             // default, read under the feed lock (see events::lock); the
             // others stay concurrent until they append their event.
-            let gate = if make_default {
-                Some(self.feed_gate().await)
-            } else {
-                None
-            };
             let txn = self.db.begin().await?;
             if make_default {
                 events::lock(&txn).await?;
@@ -364,10 +361,6 @@ impl Store {
                 update_time_us: now,
                 updated_by: actor.to_owned(),
                 revision: 1,
-            };
-            let _gate = match gate {
-                Some(held) => held,
-                None => self.feed_gate().await,
             };
             self.event(&txn, EventKind::Created, actor, Vec::new(), None, &rec, now)
                 .await?;
@@ -472,11 +465,53 @@ impl Store {
     }
 
     async fn find<C: ConnectionTrait>(&self, c: &C, id: &str) -> Result<Option<RegistryRecord>> {
-        let Some(row) = registry::Entity::find_by_id(id.to_owned()).one(c).await? else {
+        // The default's id comes along as a column, and on PostgreSQL and
+        // SQLite the scope's project keys too (aggregated; keys cannot hold
+        // a comma): one statement where assemble needs three. MySQL's
+        // GROUP_CONCAT is cut at 1 KB by default, so there the keys are a
+        // second query. For reads without a lock only: a locking read would
+        // lock the default row on MySQL too.
+        let aggregate = match c.get_database_backend() {
+            DatabaseBackend::Postgres => Some("string_agg"),
+            DatabaseBackend::Sqlite => Some("group_concat"),
+            _ => None,
+        };
+        let mut select = registry::Entity::find_by_id(id.to_owned()).expr_as(
+            Expr::cust("(SELECT registry_id FROM default_registry WHERE id = 1)"),
+            "berth_default_id",
+        );
+        if let Some(f) = aggregate {
+            select = select.expr_as(
+                Expr::cust(format!(
+                    "(SELECT {f}(project, ',') FROM registry_projects \
+                     WHERE registry_id = registries.id)"
+                )),
+                "berth_projects",
+            );
+        }
+        let Some(found) = select.into_model::<WithDefault>().one(c).await? else {
             return Ok(None);
         };
-        let mut recs = self.assemble(c, vec![row]).await?;
-        Ok(recs.pop())
+        let projects = if found.row.all_projects {
+            Vec::new()
+        } else {
+            let mut keys: Vec<String> = match (aggregate, found.projects) {
+                (Some(_), Some(joined)) => joined.split(',').map(str::to_owned).collect(),
+                (Some(_), None) => Vec::new(),
+                (None, _) => registry_project::Entity::find()
+                    .filter(registry_project::Column::RegistryId.eq(id))
+                    .all(c)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.project)
+                    .collect(),
+            };
+            // Byte order, whatever the database's collation (as assemble).
+            keys.sort();
+            keys
+        };
+        let is_default = found.default_id.as_deref() == Some(id);
+        rows::to_record(found.row, projects, is_default).map(Some)
     }
 
     /// Lists registries in id (= creation) order.
@@ -608,7 +643,6 @@ impl Store {
                 };
                 let previous_scope =
                     (spec.scope != current.spec.scope).then_some(&current.spec.scope);
-                let _gate = self.feed_gate().await;
                 events::append(
                     &txn,
                     events::NewEvent {
@@ -643,13 +677,20 @@ impl Store {
     /// Deletes a registry (and its scope rows and default mark).
     /// A registry with current uses (RecordRegistryUsage) is
     /// FAILED_PRECONDITION unless `force`.
-    pub async fn delete(
+    /// `check` sees the registry as locked for the deletion and may refuse
+    /// it (NOT_FOUND for a registry the caller may not see,
+    /// PERMISSION_DENIED), so the caller need not read it first.
+    pub async fn delete<F>(
         &self,
         id: &str,
         expected_revision: Option<i64>,
         force: bool,
         actor: &Actor,
-    ) -> Result<()> {
+        check: F,
+    ) -> Result<()>
+    where
+        F: Fn(&RegistryRecord) -> Result<()>,
+    {
         let audit = actor.entry("registry.delete", id, String::new());
         let deleted = retry(|| async {
             // Removing the default takes the feed lock before the row, in
@@ -659,11 +700,6 @@ impl Store {
             // others save the extra statement).
             let mut feed_first = false;
             loop {
-                let gate = if feed_first {
-                    Some(self.feed_gate().await)
-                } else {
-                    None
-                };
                 let txn = self.db.begin().await?;
                 if feed_first {
                     events::lock(&txn).await?;
@@ -685,6 +721,7 @@ impl Store {
                     feed_first = true;
                     continue;
                 }
+                check(&last)?;
                 if let Some(rev) = expected_revision
                     && rev != last.revision
                 {
@@ -726,10 +763,6 @@ impl Store {
                     .exec(&txn)
                     .await?;
                 audit::insert(&txn, &entry, now).await?;
-                let _gate = match gate {
-                    Some(held) => held,
-                    None => self.feed_gate().await,
-                };
                 self.event(
                     &txn,
                     EventKind::Deleted,
@@ -760,7 +793,6 @@ impl Store {
     pub async fn set_default(&self, id: &str, actor: &Actor) -> Result<RegistryRecord> {
         let audit = actor.entry("registry.set_default", id, String::new());
         retry(|| async {
-            let _gate = self.feed_gate().await;
             let txn = self.db.begin().await?;
             events::lock(&txn).await?;
             if registry::Entity::find_by_id(id.to_owned())
@@ -871,22 +903,6 @@ impl Store {
 }
 
 impl Store {
-    /// This replica's turn at the feed's counter row. Every write takes it
-    /// right before the counter row (events::lock or events::append) and
-    /// holds it to its commit. The database lock alone would be correct,
-    /// but with many writes in flight each one waits inside the database:
-    /// a server backend asleep on a row lock, woken by the commit before
-    /// it. Queued here, the waiting costs a task wake-up, and the database
-    /// sees at most one of this replica's writes waiting on the row (other
-    /// replicas still serialise on the row itself).
-    async fn feed_gate(&self) -> tokio::sync::SemaphorePermit<'_> {
-        // Closed never: the semaphore lives as long as the store.
-        match self.feed_gate.acquire().await {
-            Ok(p) => p,
-            Err(_) => unreachable!("the feed gate is never closed"),
-        }
-    }
-
     /// Appends a change-feed event inside the change's transaction.
     #[allow(clippy::too_many_arguments)]
     async fn event<C: ConnectionTrait>(
@@ -898,7 +914,7 @@ impl Store {
         previous_default: Option<String>,
         registry: &RegistryRecord,
         now: i64,
-    ) -> Result<i64, DbErr> {
+    ) -> Result<(), DbErr> {
         events::append(
             c,
             events::NewEvent {
@@ -913,6 +929,25 @@ impl Store {
             self.feed,
         )
         .await
+    }
+}
+
+/// A registry row with the default's id and (where aggregated) its
+/// project keys, read in one statement.
+struct WithDefault {
+    row: registry::Model,
+    default_id: Option<String>,
+    projects: Option<String>,
+}
+
+impl sea_orm::FromQueryResult for WithDefault {
+    fn from_query_result(res: &sea_orm::QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(WithDefault {
+            row: registry::Model::from_query_result(res, pre)?,
+            default_id: res.try_get(pre, "berth_default_id")?,
+            // Absent from the row on MySQL (not selected there).
+            projects: res.try_get(pre, "berth_projects").unwrap_or(None),
+        })
     }
 }
 

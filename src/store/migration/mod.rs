@@ -10,6 +10,7 @@ mod m20261129_000003_create_registry_events;
 mod m20261129_000004_create_registry_usage;
 mod m20261129_000005_registry_credential_mode;
 mod m20261129_000006_registry_network_reach;
+mod m20261129_000007_feed_revision_at_commit;
 
 /// All of berth's migrations, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_create_registry_usage::Migration),
             Box::new(m20261129_000005_registry_credential_mode::Migration),
             Box::new(m20261129_000006_registry_network_reach::Migration),
+            Box::new(m20261129_000007_feed_revision_at_commit::Migration),
         ]
     }
 }
