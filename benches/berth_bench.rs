@@ -132,6 +132,12 @@ struct Args {
     /// Restarts of berth on the seeded SQLite database timed to SERVING.
     #[arg(long, default_value_t = 5)]
     startup_runs: usize,
+    /// Times the echo ceiling is measured; the best is the ceiling. On this
+    /// 2-core machine one run in a few lands in a slow mode (the
+    /// connections' tasks crowd one worker; echo at ~55k/s instead of ~80k);
+    /// the best of several keeps the ratios from being inflated by that.
+    #[arg(long, default_value_t = 3)]
+    echo_runs: usize,
     /// Internal: serve the echo ceiling on this address and nothing else.
     #[arg(long, hide = true)]
     echo_server: Option<SocketAddr>,
@@ -305,28 +311,45 @@ async fn echo_section(b: &mut Bench) -> anyhow::Result<()> {
         None,
     )?;
     echo.wait_serving().await?;
-    let channels = connect(addr, b.args.connections).await?;
-    let m = drive(b, &channels, Some(echo.pid()), |_, ch| {
-        let client = HealthClient::new(ch);
-        Simple(move || {
-            let mut c = client.clone();
-            async move {
-                c.check(req(HealthCheckRequest {
-                    service: String::new(),
-                }))
-                .await
-                .map(|_| ())
-            }
+    let mut best: Option<Measured> = None;
+    for run in 1..=b.args.echo_runs.max(1) {
+        // New connections each run: the slow mode sticks to a set of
+        // connections (where their tasks landed), not to the process.
+        let channels = connect(addr, b.args.connections).await?;
+        let m = drive(b, &channels, Some(echo.pid()), |_, ch| {
+            let client = HealthClient::new(ch);
+            Simple(move || {
+                let mut c = client.clone();
+                async move {
+                    c.check(req(HealthCheckRequest {
+                        service: String::new(),
+                    }))
+                    .await
+                    .map(|_| ())
+                }
+            })
         })
-    })
-    .await;
+        .await;
+        let s = m.summary();
+        println!(
+            "  echo run {run}: {:.0} calls/s, p50 {} p99 {}",
+            s.rate,
+            ms(s.p50),
+            ms(s.p99)
+        );
+        if best.as_ref().is_none_or(|b| b.summary().rate < s.rate) {
+            best = Some(m);
+        }
+    }
+    let Some(m) = best else {
+        bail!("echo was not measured");
+    };
     b.echo = Some(m.summary());
     b.report
         .row("—", "echo (grpc.health.v1 Check)", "calls/s", m, &[]);
     let mem = echo.memory();
     b.report
         .fact("echo server VmHWM after the load", "—", mb(mem.hwm_kb));
-    drop(channels);
     echo.stop().await?;
     Ok(())
 }
