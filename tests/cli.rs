@@ -264,3 +264,112 @@ async fn cli_manages_registries_and_images() {
     );
     server.finish().await;
 }
+
+/// With authentication on, the CLI sends the bearer token from
+/// `--token-file` (or `BERTH_TOKEN_FILE`), never needing it on the command
+/// line; a missing or empty token is refused, and `--token` with
+/// `--token-file` is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_authenticates_with_a_token_file() {
+    use berth::auth::tokens;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "berth_cli_test_token";
+    let tokens_file = dir.path().join("tokens");
+    std::fs::write(&tokens_file, tokens::line_for("ops", token)).expect("tokens");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[grant]]\nidentity = \"ops\"\nroles = [\"admin\", \"reader\"]\nprojects = [\"*\"]\n",
+    )
+    .expect("policy");
+    let server = TestServer::start_with(Backend::Sqlite, |cfg| {
+        cfg.tokens_file = Some(tokens_file);
+        cfg.policy_file = Some(policy);
+    })
+    .await;
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, format!("{token}\n")).expect("token file");
+    let token_arg = token_path.to_str().expect("utf-8 path");
+
+    let listed = tokio::task::block_in_place(|| {
+        berth(
+            &server,
+            &["registry", "list", "-o", "json", "--token-file", token_arg],
+            None,
+        )
+    });
+    ok(&listed);
+
+    // No token: refused by the server.
+    let refused = tokio::task::block_in_place(|| berth(&server, &["registry", "list"], None));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .to_ascii_lowercase()
+            .contains("unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A wrong token in the file: refused too.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-token").expect("wrong token");
+    let wrong_out = tokio::task::block_in_place(|| {
+        berth(
+            &server,
+            &[
+                "registry",
+                "list",
+                "--token-file",
+                wrong.to_str().expect("utf-8"),
+            ],
+            None,
+        )
+    });
+    assert!(!wrong_out.status.success());
+
+    // An empty file is a local error, before any call.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").expect("empty token");
+    let empty_out = tokio::task::block_in_place(|| {
+        berth(
+            &server,
+            &[
+                "registry",
+                "list",
+                "--token-file",
+                empty.to_str().expect("utf-8"),
+            ],
+            None,
+        )
+    });
+    assert!(!empty_out.status.success());
+    assert!(
+        String::from_utf8_lossy(&empty_out.stderr).contains("empty"),
+        "{}",
+        String::from_utf8_lossy(&empty_out.stderr)
+    );
+
+    // Both ways at once: a usage error.
+    let both = tokio::task::block_in_place(|| {
+        berth(
+            &server,
+            &[
+                "registry",
+                "list",
+                "--token",
+                token,
+                "--token-file",
+                token_arg,
+            ],
+            None,
+        )
+    });
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    server.finish().await;
+}

@@ -36,8 +36,19 @@ pub struct ClientArgs {
     #[arg(long, env = "BERTH_ACTOR", default_value = "berth-cli", global = true)]
     pub actor: String,
     /// Bearer token (from `berth token generate`) sent as `authorization`.
+    /// On the command line it is visible to every user of the machine
+    /// (`ps`); prefer `BERTH_TOKEN` or `--token-file`.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// File holding the bearer token (surrounding whitespace ignored), e.g.
+    /// a mounted Kubernetes Secret.
+    #[arg(
+        long,
+        env = "BERTH_TOKEN_FILE",
+        conflicts_with = "token",
+        global = true
+    )]
+    pub token_file: Option<std::path::PathBuf>,
     /// CA (PEM) that signed berth's certificate, for an `https://` server.
     #[arg(long, env = "BERTH_CA_CERT", global = true)]
     pub ca_cert: Option<std::path::PathBuf>,
@@ -299,12 +310,24 @@ fn request<T>(msg: T, args: &ClientArgs) -> anyhow::Result<tonic::Request<T>> {
             .parse()
             .context("--actor must be printable ASCII")?,
     );
-    if let Some(token) = &args.token {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --token-file {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        let token = token.trim();
+        if token.is_empty() {
+            anyhow::bail!("the bearer token is empty");
+        }
         r.metadata_mut().insert(
             "authorization",
-            format!("Bearer {}", token.trim())
+            format!("Bearer {token}")
                 .parse()
-                .context("--token must be printable ASCII")?,
+                .context("the bearer token must be printable ASCII")?,
         );
     }
     Ok(r)
