@@ -1037,6 +1037,19 @@ impl Broken {
             Broken::Client(e) => matches!(e, ClientError::Unreachable(_) | ClientError::Timeout(_)),
         }
     }
+
+    /// Whether attempt `attempt`, which failed this way, is followed by
+    /// another: transient failures up to [`MAX_ATTEMPTS`]; a 401 once (the
+    /// registry dropped our token before its stated expiry: the upload
+    /// forgot it, and the next session's POST authenticates afresh), since
+    /// a second 401 means the credentials themselves are refused.
+    fn worth_retrying(&self, attempt: u32) -> bool {
+        if attempt >= MAX_ATTEMPTS {
+            return false;
+        }
+        self.transient()
+            || (attempt == 1 && matches!(self, Broken::Client(ClientError::Unauthorized(_))))
+    }
 }
 
 impl std::fmt::Display for Broken {
@@ -1124,7 +1137,7 @@ impl BlobJob {
                 }
                 Err(broken) => {
                     target.client.cancel_upload(&target.repo, &s).await;
-                    if attempt >= MAX_ATTEMPTS || !broken.transient() {
+                    if !broken.worth_retrying(attempt) {
                         let tries = if attempt > 1 {
                             format!(" (after {attempt} attempts)")
                         } else {
@@ -1302,6 +1315,19 @@ fn outcome_of(e: &Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_upload_is_retried_once_and_breaks_up_to_the_limit() {
+        let unauthorized = || Broken::Client(ClientError::Unauthorized("401".into()));
+        assert!(unauthorized().worth_retrying(1));
+        assert!(!unauthorized().worth_retrying(2));
+        let cut = || Broken::Client(ClientError::Unreachable("reset".into()));
+        assert!(cut().worth_retrying(1));
+        assert!(cut().worth_retrying(MAX_ATTEMPTS - 1));
+        assert!(!cut().worth_retrying(MAX_ATTEMPTS));
+        let refused = Broken::Client(ClientError::Protocol("bad manifest".into()));
+        assert!(!refused.worth_retrying(1));
+    }
 
     fn parsed(json: &str) -> Manifest {
         parse(json.as_bytes(), "sha256:x").expect("manifest")

@@ -390,7 +390,8 @@ impl RegistryClient {
     /// Finishes `session` with the whole blob in one streamed `PUT
     /// <session>?digest=…`. Sent once: a body that has been read cannot be
     /// sent again, so a failure is retried by the caller in a fresh session
-    /// (a 401 too: the token is fetched again by the next session's POST).
+    /// (a 401 too, once: the token the PUT carried is forgotten here, so the
+    /// next session's POST meets the challenge and fetches a new one).
     pub async fn put_blob(
         &self,
         repo: &str,
@@ -424,10 +425,15 @@ impl RegistryClient {
         let resp = sent.map_err(|e| transport_error(&e))?;
         match resp.status() {
             StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
-            StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized(format!(
-                "{} answered 401 to the upload of blob {digest}",
-                self.base
-            ))),
+            StatusCode::UNAUTHORIZED => {
+                if let Ok(mut tokens) = self.tokens.lock() {
+                    tokens.remove(&push_scope(repo));
+                }
+                Err(ClientError::Unauthorized(format!(
+                    "{} answered 401 to the upload of blob {digest}",
+                    self.base
+                )))
+            }
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
                 Err(ClientError::Unreachable(format!(
                     "{} answered {s} to the upload of blob {digest}",
