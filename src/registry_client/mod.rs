@@ -104,6 +104,10 @@ struct Extra {
     body: Option<bytes::Bytes>,
     content_type: Option<String>,
     timeout: Option<Duration>,
+    /// Where the last attempt's admission is kept instead of being dropped
+    /// when the headers arrive: for a response whose body is read later (a
+    /// blob), which is in flight until then.
+    hold: Option<Arc<Mutex<Option<Admission>>>>,
 }
 
 impl Extra {
@@ -480,7 +484,14 @@ impl RegistryClient {
             let last = attempt >= self.options.attempts;
             let admission = self.admit().await;
             let sent = req.send().await;
-            drop(admission);
+            match &extra.hold {
+                Some(hold) => {
+                    if let Ok(mut held) = hold.lock() {
+                        *held = admission;
+                    }
+                }
+                None => drop(admission),
+            }
             self.count(&sent);
             match sent {
                 Ok(resp)
