@@ -236,7 +236,14 @@ pub async fn run(
                                 EventKind::DefaultChanged | EventKind::Deleted
                             ) || event.registry.is_default;
                             store.invalidate_cached(&event.registry.id, default_moved);
-                            if event.kind != EventKind::Created {
+                            // Tokens and clients depend on the registry's
+                            // own settings: a creation or a move of the
+                            // default leaves them valid (and dropping them
+                            // would throw away tokens minted since).
+                            if matches!(
+                                event.kind,
+                                EventKind::Updated | EventKind::TlsChanged | EventKind::Deleted
+                            ) {
                                 images.forget(&event.registry.id);
                             }
                         });
