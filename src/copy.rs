@@ -1171,14 +1171,12 @@ impl BlobJob {
         timeout: Duration,
     ) -> std::result::Result<(), Broken> {
         let (source, target) = (&self.source, &self.target);
-        let (resp, admission) = source
+        let resp = source
             .client
             .get_blob(&source.repo, &blob.digest, timeout)
             .await
             .map_err(Broken::Client)?;
-        let body = BlobTransfer::new(resp, &blob.digest, blob.size)
-            .map_err(Broken::Client)?
-            .holding(admission);
+        let body = BlobTransfer::new(resp, &blob.digest, blob.size).map_err(Broken::Client)?;
         let progress = body.progress();
         self.events
             .blob(blob, BlobState::Transferring, 0, attempt, String::new())

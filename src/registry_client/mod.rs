@@ -104,10 +104,6 @@ struct Extra {
     body: Option<bytes::Bytes>,
     content_type: Option<String>,
     timeout: Option<Duration>,
-    /// Where the last attempt's admission is kept instead of being dropped
-    /// when the headers arrive: for a response whose body is read later (a
-    /// blob), which is in flight until then.
-    hold: Option<Arc<Mutex<Option<Admission>>>>,
 }
 
 impl Extra {
@@ -484,14 +480,7 @@ impl RegistryClient {
             let last = attempt >= self.options.attempts;
             let admission = self.admit().await;
             let sent = req.send().await;
-            match &extra.hold {
-                Some(hold) => {
-                    if let Ok(mut held) = hold.lock() {
-                        *held = admission;
-                    }
-                }
-                None => drop(admission),
-            }
+            drop(admission);
             self.count(&sent);
             match sent {
                 Ok(resp)

@@ -25,7 +25,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use sha2::Digest as _;
 
-use super::{Admission, ClientError, Extra, RegistryClient, transport_error};
+use super::{ClientError, Extra, RegistryClient, transport_error};
 
 /// The most bytes of a registry's error answer berth reads.
 const MAX_ERROR_BODY: usize = 8 * 1024;
@@ -163,9 +163,6 @@ pub struct BlobTransfer {
     seen: u64,
     finished: bool,
     progress: TransferProgress,
-    /// The source GET's place in the registry's budget, released when the
-    /// transfer ends (is dropped), not when the GET's headers arrived.
-    admission: Option<Admission>,
 }
 
 impl BlobTransfer {
@@ -182,15 +179,7 @@ impl BlobTransfer {
             seen: 0,
             finished: false,
             progress: TransferProgress::default(),
-            admission: None,
         })
-    }
-
-    /// Holds `admission` (from [`RegistryClient::get_blob`]) until the
-    /// transfer is dropped.
-    pub fn holding(mut self, admission: Option<Admission>) -> BlobTransfer {
-        self.admission = admission;
-        self
     }
 
     /// A handle on this transfer's progress, to keep before the body goes
@@ -371,20 +360,16 @@ impl RegistryClient {
     }
 
     /// Starts reading blob `digest` of `repo`; the body is read by a
-    /// [`BlobTransfer`]. `timeout` covers the whole read. With a budget,
-    /// the admission comes along: the request is in flight until its body
-    /// is read, so the transfer holds it (see [`BlobTransfer::holding`]).
+    /// [`BlobTransfer`]. `timeout` covers the whole read.
     pub async fn get_blob(
         &self,
         repo: &str,
         digest: &str,
         timeout: Duration,
-    ) -> Result<(Response, Option<Admission>), ClientError> {
+    ) -> Result<Response, ClientError> {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
-        let hold = Arc::new(Mutex::new(None));
         let extra = Extra {
             timeout: Some(timeout),
-            hold: Some(hold.clone()),
             ..Extra::default()
         };
         let resp = self
@@ -397,8 +382,7 @@ impl RegistryClient {
             )
             .await?;
         if resp.status().is_success() {
-            let admission = hold.lock().ok().and_then(|mut h| h.take());
-            return Ok((resp, admission));
+            return Ok(resp);
         }
         Err(refused(resp, &format!("reading blob {digest} from {repo}")).await)
     }
@@ -493,7 +477,7 @@ impl RegistryClient {
         let extra = Extra {
             body: Some(bytes),
             content_type: Some(media_type.to_string()),
-            ..Extra::default()
+            timeout: None,
         };
         let resp = self
             .send_with(Method::PUT, &url, &push_scope(repo), &[], &extra)
@@ -612,29 +596,6 @@ fn registry_error(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
-
-    /// A blob GET counts against the registry's concurrency budget until
-    /// its body has gone through, not only until its headers arrived.
-    #[tokio::test]
-    async fn a_transfer_holds_its_source_admission_until_dropped() {
-        let limiter = super::super::Limiter::new(crate::domain::Budget {
-            micro_rps: 0,
-            max_concurrent: 1,
-        })
-        .expect("limited");
-        let admission = limiter.admit().await;
-        let source: Response = http::Response::new(Vec::<u8>::new()).into();
-        let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let transfer = BlobTransfer::new(source, empty, 0)
-            .expect("transfer")
-            .holding(Some(admission));
-        let second = tokio::time::timeout(Duration::from_millis(50), limiter.admit()).await;
-        assert!(second.is_err(), "the slot is still the transfer's");
-        drop(transfer);
-        tokio::time::timeout(Duration::from_secs(5), limiter.admit())
-            .await
-            .expect("released with the transfer");
-    }
 
     /// A GET response whose body arrives in `chunks`, then fails if `fail`.
     fn response(chunks: &[&'static [u8]], fail: bool) -> Response {
