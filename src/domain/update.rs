@@ -16,6 +16,18 @@ pub enum SecretChange {
     Set(Secret),
 }
 
+impl SecretChange {
+    /// Whether a secret is stored after this change, given whether one was
+    /// before.
+    pub fn stored_after(&self, stored_before: bool) -> bool {
+        match self {
+            SecretChange::Keep => stored_before,
+            SecretChange::Clear => false,
+            SecretChange::Set(_) => true,
+        }
+    }
+}
+
 /// What an update does to the two stored secrets.
 #[derive(Debug)]
 pub struct Changes {
@@ -173,6 +185,15 @@ pub fn apply_mask_full(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_after_follows_the_change() {
+        for before in [false, true] {
+            assert_eq!(SecretChange::Keep.stored_after(before), before);
+            assert!(!SecretChange::Clear.stored_after(before));
+            assert!(SecretChange::Set(Secret::new("s")).stored_after(before));
+        }
+    }
     use crate::domain::{Provider, validate};
 
     fn current() -> RegistrySpec {

@@ -480,15 +480,16 @@ impl Store {
             Expr::cust("(SELECT registry_id FROM default_registry WHERE id = 1)"),
             "berth_default_id",
         );
-        if let Some(f) = aggregate {
-            select = select.expr_as(
-                Expr::cust(format!(
+        select = select.expr_as(
+            Expr::cust(match aggregate {
+                Some(f) => format!(
                     "(SELECT {f}(project, ',') FROM registry_projects \
                      WHERE registry_id = registries.id)"
-                )),
-                "berth_projects",
-            );
-        }
+                ),
+                None => "CAST(NULL AS CHAR)".to_owned(),
+            }),
+            "berth_projects",
+        );
         let Some(found) = select.into_model::<WithDefault>().one(c).await? else {
             return Ok(None);
         };
@@ -590,16 +591,10 @@ impl Store {
             let rec = RegistryRecord {
                 id: id.to_owned(),
                 spec: spec.clone(),
-                has_secret: match change {
-                    SecretChange::Keep => current.has_secret,
-                    SecretChange::Clear => false,
-                    SecretChange::Set(_) => true,
-                },
-                has_proxy_password: match &changes.proxy_password {
-                    SecretChange::Keep => current.has_proxy_password,
-                    SecretChange::Clear => false,
-                    SecretChange::Set(_) => true,
-                },
+                has_secret: change.stored_after(current.has_secret),
+                has_proxy_password: changes
+                    .proxy_password
+                    .stored_after(current.has_proxy_password),
                 is_default: current.is_default,
                 create_time_us: current.create_time_us,
                 update_time_us,
@@ -945,8 +940,8 @@ impl sea_orm::FromQueryResult for WithDefault {
         Ok(WithDefault {
             row: registry::Model::from_query_result(res, pre)?,
             default_id: res.try_get(pre, "berth_default_id")?,
-            // Absent from the row on MySQL (not selected there).
-            projects: res.try_get(pre, "berth_projects").unwrap_or(None),
+            // NULL on MySQL, which reads the keys separately.
+            projects: res.try_get(pre, "berth_projects")?,
         })
     }
 }
