@@ -486,11 +486,17 @@ impl AsyncWrite for Conn {
         }
     }
 
+    /// Reported as false on purpose, though both streams could write
+    /// vectored. h2 copies a DATA frame into its write buffer only below
+    /// its "chain threshold": 256 bytes on a stream that writes vectored,
+    /// 1 KiB on one that does not. A larger frame is kept aside and must be
+    /// flushed before the next frame can be buffered, so a GetCredentials
+    /// answer (two documents, about 0.9 KB) took a `writev` of its own and
+    /// its trailers another: 1.7 socket writes per call instead of 0.9, a
+    /// tenth of berth's CPU under load (BENCHMARKS.md). Frames above 1 KiB
+    /// (long listings) now take two writes instead of one `writev`.
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            ConnIo::Plain(s) => s.is_write_vectored(),
-            ConnIo::Tls(s) => s.is_write_vectored(),
-        }
+        false
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
