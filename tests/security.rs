@@ -740,7 +740,9 @@ async fn queued_audit_records_survive_a_clean_shutdown() {
 
 /// Issuances are audited through a group-commit writer: many concurrent
 /// calls share an INSERT, and still every one of them, granted or denied,
-/// has its own event before its answer leaves.
+/// has its own event, with its own fields, before its answer leaves. The
+/// request ids carry quotes and backslashes: the batch travels to the
+/// database as one JSON document.
 async fn every_concurrent_issuance_is_audited(backend: Backend) {
     let people = People::new();
     let server = start(backend, &people).await;
@@ -769,7 +771,7 @@ async fn every_concurrent_issuance_is_audited(backend: Backend) {
             },
         );
         req.metadata_mut()
-            .insert("x-request-id", format!("burst-{i}").parse().expect("ascii"));
+            .insert("x-request-id", burst_id(i).parse().expect("visible ascii"));
         calls.push(tokio::spawn(async move {
             images
                 .get_credentials(req)
@@ -804,6 +806,18 @@ async fn every_concurrent_issuance_is_audited(backend: Backend) {
             .expect("audit")
             .into_inner();
         for e in page.events {
+            assert_eq!(e.project, "a");
+            assert_eq!(e.registry_id, reg.id);
+            let want_actor = if e.outcome == "granted" {
+                "runner"
+            } else {
+                "reader-b"
+            };
+            assert_eq!(e.actor, want_actor, "{e:?}");
+            if e.outcome == "granted" {
+                assert_eq!(e.detail, "provider=HARBOR", "{e:?}");
+            }
+            assert!(e.time.is_some_and(|t| t.seconds > 1_700_000_000));
             assert!(
                 seen.insert(e.request_id.clone(), e.outcome.clone())
                     .is_none()
@@ -817,9 +831,13 @@ async fn every_concurrent_issuance_is_audited(backend: Backend) {
     assert_eq!(seen.len(), 80, "one event per call");
     for i in 0..80 {
         let want = if i % 5 == 4 { "denied" } else { "granted" };
-        assert_eq!(seen[&format!("burst-{i}")], want, "call {i}");
+        assert_eq!(seen[&burst_id(i)], want, "call {i}");
     }
     server.finish().await;
+}
+
+fn burst_id(i: usize) -> String {
+    format!(r#"burst-{i} "q" \ 'x'"#)
 }
 
 async fn wait_until<F, Fut>(what: &str, mut f: F)

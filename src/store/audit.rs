@@ -3,7 +3,8 @@
 
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
 };
 
 use sea_orm::DatabaseConnection;
@@ -105,10 +106,10 @@ pub struct AuditQuery {
 }
 
 /// `s` cut to at most `max` characters (columns are sized in characters).
-fn clip(s: &str, max: usize) -> String {
+fn clip(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
-        Some((i, _)) => s[..i].to_string(),
-        None => s.to_string(),
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -128,14 +129,97 @@ fn row(e: &AuditEntry, now_us: i64) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         id: NotSet,
         time_us: Set(now_us),
-        actor: Set(clip(&e.actor, 256)),
+        actor: Set(clip(&e.actor, 256).to_owned()),
         action: Set(e.action.to_owned()),
-        registry_id: Set(e.registry_id.as_deref().map(|s| clip(s, 36))),
-        project: Set(e.project.as_deref().map(|s| clip(s, 64))),
+        registry_id: Set(e.registry_id.as_deref().map(|s| clip(s, 36).to_owned())),
+        project: Set(e.project.as_deref().map(|s| clip(s, 64).to_owned())),
         outcome: Set(e.outcome.to_owned()),
-        request_id: Set(clip(&e.request_id, 128)),
-        detail: Set(clip(&e.detail, 1024)),
+        request_id: Set(clip(&e.request_id, 128).to_owned()),
+        detail: Set(clip(&e.detail, 1024).to_owned()),
     }
+}
+
+/// The columns of one row, in the order of the batch statements below.
+type JsonRow<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+/// A batch as one JSON array of rows: one bound parameter for the whole
+/// batch, expanded by the database (see [`insert_batch`]).
+fn batch_json<'a>(entries: impl Iterator<Item = (&'a AuditEntry, i64)>) -> String {
+    let rows: Vec<JsonRow<'a>> = entries
+        .map(|(e, time_us)| {
+            (
+                time_us,
+                clip(&e.actor, 256),
+                e.action,
+                e.registry_id.as_deref().map(|s| clip(s, 36)),
+                e.project.as_deref().map(|s| clip(s, 64)),
+                e.outcome,
+                clip(&e.request_id, 128),
+                clip(&e.detail, 1024),
+            )
+        })
+        .collect();
+    // Strings and integers only: serialising cannot fail.
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The batch INSERT of SQLite and PostgreSQL: the rows arrive as one JSON
+/// array and the database unpacks it, so the statement text is the same
+/// for every batch (prepared once per connection) and binding is one
+/// string, where a generated multi-row INSERT is rebuilt and bound value
+/// by value for each batch (BENCHMARKS.md: that was a fifth of berth's
+/// CPU under GetCredentials). Rows keep the array's order, so ids follow
+/// it. MySQL keeps the generated INSERT: its JSON_TABLE needs MySQL 8 or
+/// MariaDB 10.6.
+const SQLITE_BATCH_INSERT: &str = "INSERT INTO audit_events \
+    (time_us, actor, action, registry_id, project, outcome, request_id, detail) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+    value ->> 5, value ->> 6, value ->> 7 FROM jsonb_each(?) ORDER BY key";
+/// See [`SQLITE_BATCH_INSERT`].
+const POSTGRES_BATCH_INSERT: &str = "INSERT INTO audit_events \
+    (time_us, actor, action, registry_id, project, outcome, request_id, detail) \
+    SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7 \
+    FROM json_array_elements($1::json) WITH ORDINALITY AS t(r, n) ORDER BY n";
+
+/// Writes a batch of entries in one statement.
+async fn insert_batch(db: &DatabaseConnection, batch: &[Pending]) -> Result<(), DbErr> {
+    let entries = batch
+        .iter()
+        .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us)));
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Sqlite => SQLITE_BATCH_INSERT,
+        DatabaseBackend::Postgres => POSTGRES_BATCH_INSERT,
+        _ => {
+            let rows: Vec<_> = entries.map(|(e, t)| row(e, t)).collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            return audit_event::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await
+                .map(drop);
+        }
+    };
+    if !batch.iter().any(|p| p.entry.is_some()) {
+        return Ok(());
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [Value::from(batch_json(entries))],
+    ))
+    .await
+    .map(drop)
 }
 
 /// An entry waiting for the writer, and who waits for it.
@@ -144,50 +228,69 @@ pub(super) struct Pending {
     /// stored).
     entry: Option<AuditEntry>,
     time_us: i64,
-    done: oneshot::Sender<Result<()>>,
+    /// Who waits until the entry is stored; `None` for a queued entry
+    /// (nobody waits, a failure is only logged).
+    done: Option<oneshot::Sender<Result<()>>>,
 }
 
 fn gone() -> crate::error::Error {
     crate::error::Error::Unavailable("the audit writer stopped".into())
 }
 
-/// Most entries per INSERT (8 columns each: far below every backend's
-/// limit on bound parameters). Larger batches measured worse on
-/// PostgreSQL: a statement of several hundred rows spans TCP segments and
-/// met 40 ms delayed-ACK stalls (see BENCHMARKS.md).
-const BATCH: usize = 64;
+/// Most entries per INSERT on a database server (8 columns each: far
+/// below every backend's limit on bound parameters). Larger batches
+/// measured worse on PostgreSQL: a statement of several hundred rows spans
+/// TCP segments and met 40 ms delayed-ACK stalls (see BENCHMARKS.md).
+pub(super) const BATCH: usize = 64;
+/// Most entries per INSERT on SQLite, which has no network in between:
+/// every commit rewrites the table's and each index's last page in the
+/// WAL whatever the number of rows, so fewer, larger commits are cheaper
+/// (2,048 bound parameters, under SQLite's 32,766).
+pub(super) const SQLITE_BATCH: usize = 256;
+/// How long the writer waits for more entries when nobody waits for the
+/// ones it holds (`--audit-credentials async`): one commit then serves a
+/// few milliseconds of issuances instead of whatever arrived during the
+/// last one.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Starts the writer of standalone entries (credential issuances, refused
 /// changes): group commit. Callers queue their entry and wait until it is
 /// stored, so no credentials leave without their record; entries that
 /// arrive while a batch is being written go together in the next one, so
-/// under load one INSERT serves many calls instead of one each.
-pub(super) fn start_writer(db: DatabaseConnection) -> mpsc::Sender<Pending> {
-    let (tx, mut rx) = mpsc::channel::<Pending>(4 * BATCH);
+/// under load one INSERT serves many calls instead of one each. A batch
+/// of queued entries only (nobody waiting) is held up to [`LINGER`] to
+/// grow towards `max` entries.
+pub(super) fn start_writer(db: DatabaseConnection, max: usize) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(4 * max);
     tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(BATCH);
-        while rx.recv_many(&mut batch, BATCH).await > 0 {
-            let rows: Vec<_> = batch
-                .iter()
-                .filter_map(|p| p.entry.as_ref().map(|e| row(e, p.time_us)))
-                .collect();
-            let result = if rows.is_empty() {
-                Ok(())
-            } else {
-                audit_event::Entity::insert_many(rows)
-                    .exec_without_returning(&db)
-                    .await
-                    .map(|_| ())
-                    .map_err(crate::error::Error::from)
-            };
+        let mut batch = Vec::with_capacity(max);
+        while rx.recv_many(&mut batch, max).await > 0 {
+            let mut waited = batch.iter().any(|p| p.done.is_some());
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while !waited && batch.len() < max {
+                let seen = batch.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, max - seen)).await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => waited = batch[seen..].iter().any(|p| p.done.is_some()),
+                }
+            }
+            let started = std::time::Instant::now();
+            let result = insert_batch(&db, &batch)
+                .await
+                .map_err(crate::error::Error::from);
             if let Err(e) = &result {
                 // Callers that wait get the error too; queued ones only
                 // have this line.
                 tracing::error!(error = %e, entries = batch.len(), "audit records were not stored");
             }
             metrics::histogram!("berth_audit_batch_size").record(batch.len() as f64);
+            metrics::histogram!("berth_audit_write_seconds")
+                .record(started.elapsed().as_secs_f64());
             for p in batch.drain(..) {
-                let _ = p.done.send(result.clone());
+                if let Some(done) = p.done {
+                    let _ = done.send(result.clone());
+                }
             }
         }
     });
@@ -199,32 +302,35 @@ impl Store {
     /// issuance, a refused change).
     /// Returns once the entry is stored (see [`start_writer`]).
     pub async fn record(&self, e: &AuditEntry) -> Result<()> {
-        self.enqueue(Some(e.clone()))
-            .await?
-            .await
-            .map_err(|_| gone())?
+        self.stored(Some(e.clone())).await
     }
 
     /// Queues an event without waiting for it to be stored (the writer
     /// logs a failure). Waits only while the queue is full.
     pub async fn record_queued(&self, e: &AuditEntry) -> Result<()> {
-        self.enqueue(Some(e.clone())).await.map(drop)
+        let pending = Pending {
+            entry: Some(e.clone()),
+            time_us: super::now_us(),
+            done: None,
+        };
+        self.audit.send(pending).await.map_err(|_| gone())
     }
 
     /// Returns once every event queued before the call is stored.
     pub async fn flush_audit(&self) -> Result<()> {
-        self.enqueue(None).await?.await.map_err(|_| gone())?
+        self.stored(None).await
     }
 
-    async fn enqueue(&self, entry: Option<AuditEntry>) -> Result<oneshot::Receiver<Result<()>>> {
+    /// Queues `entry` (or a flush marker) and waits until it is stored.
+    async fn stored(&self, entry: Option<AuditEntry>) -> Result<()> {
         let (done, stored) = oneshot::channel();
         let pending = Pending {
             entry,
             time_us: super::now_us(),
-            done,
+            done: Some(done),
         };
         self.audit.send(pending).await.map_err(|_| gone())?;
-        Ok(stored)
+        stored.await.map_err(|_| gone())?
     }
 
     /// Lists events, newest first.

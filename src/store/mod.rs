@@ -70,7 +70,9 @@ const WRITE_ATTEMPTS: usize = 8;
 /// for with `busy_timeout`, so processes opening one new file together
 /// (replicas in a test, `berth migrate` beside a starting server) can get
 /// SQLITE_BUSY here; they retry for up to ten seconds.
-async fn sqlite_wal(db: &DatabaseConnection) -> Result<(), DbErr> {
+/// Returns whether the database is now in WAL mode (an in-memory database
+/// keeps its memory journal).
+async fn sqlite_wal(db: &DatabaseConnection) -> Result<bool, DbErr> {
     use sea_orm::Statement;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut pause = Duration::from_millis(10);
@@ -82,7 +84,13 @@ async fn sqlite_wal(db: &DatabaseConnection) -> Result<(), DbErr> {
             ))
             .await;
         match attempt {
-            Ok(_) => return Ok(()),
+            Ok(row) => {
+                let mode = match row {
+                    Some(r) => r.try_get_by_index::<String>(0)?,
+                    None => String::new(),
+                };
+                return Ok(mode.eq_ignore_ascii_case("wal"));
+            }
             Err(e) if sqlite_busy(&e) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(200));
@@ -90,6 +98,57 @@ async fn sqlite_wal(db: &DatabaseConnection) -> Result<(), DbErr> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// How often the SQLite WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) after which a commit checkpoints by itself: only a
+/// fallback for when the background checkpointer cannot keep up (at
+/// 4 KiB pages, about 40 MiB of WAL).
+const SQLITE_AUTOCHECKPOINT: &str = "10000";
+
+/// Checkpoints a SQLite database's WAL from a connection of its own.
+///
+/// By default SQLite checkpoints inside the commit that grows the WAL past
+/// 1,000 pages, and with `synchronous=NORMAL` a checkpoint is the one place
+/// that fsyncs: twice (the WAL, then the database). On berth's single
+/// connection that stalled every transaction and every waiting audit
+/// record behind the fsyncs, about 35 times a second under GetCredentials
+/// load (BENCHMARKS.md). A PASSIVE checkpoint takes no write lock, so run
+/// from a second connection it copies the WAL back while the first one
+/// keeps committing; the commits' own threshold is raised to
+/// [`SQLITE_AUTOCHECKPOINT`] so they only checkpoint if this one falls
+/// behind. The task ends when the pool is closed or the runtime stops.
+fn start_sqlite_checkpointer(db: &DatabaseConnection) {
+    use sea_orm::sqlx::{Connection as _, sqlite::SqliteConnection};
+    let pool = db.get_sqlite_connection_pool().clone();
+    tokio::spawn(async move {
+        let mut conn: Option<SqliteConnection> = None;
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            tick.tick().await;
+            if conn.is_none() {
+                match SqliteConnection::connect_with(&pool.connect_options()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SQLite checkpointer: cannot connect");
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&mut *c)
+                .await
+            {
+                // Reconnect at the next tick; meanwhile commits fall back
+                // to checkpointing by themselves.
+                tracing::warn!(error = %e, "SQLite checkpoint failed");
+                conn = None;
+            }
+        }
+    });
 }
 
 fn sqlite_busy(e: &DbErr) -> bool {
@@ -139,6 +198,8 @@ impl Store {
                 o.foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5))
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    // See start_sqlite_checkpointer.
+                    .pragma("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT)
             });
         } else {
             opts.max_connections(16).min_connections(1);
@@ -157,14 +218,21 @@ impl Store {
             });
         }
         let db = Database::connect(opts).await?;
-        if db.get_database_backend() == DatabaseBackend::Sqlite {
-            sqlite_wal(&db).await?;
+        if db.get_database_backend() == DatabaseBackend::Sqlite && sqlite_wal(&db).await? {
+            start_sqlite_checkpointer(&db);
         }
         Ok(Store {
             cipher,
             feed,
             cache: Arc::new(cache::RegistryCache::default()),
-            audit: audit::start_writer(db.clone()),
+            audit: audit::start_writer(
+                db.clone(),
+                if db.get_database_backend() == DatabaseBackend::Sqlite {
+                    audit::SQLITE_BATCH
+                } else {
+                    audit::BATCH
+                },
+            ),
             db,
         })
     }

@@ -1,0 +1,63 @@
+//! SQLite's WAL is checkpointed in the background, on a connection of its
+//! own (`start_sqlite_checkpointer`), not by the commits: records written
+//! through the store reach the main database file without any commit
+//! having grown the WAL to SQLite's own checkpoint threshold.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::secret::Keyring;
+use berth::store::{AuditEntry, Store};
+use common::{Backend, TestDb};
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cipher = Arc::new(Keyring::from_list(common::TEST_KEY).expect("key"));
+    let store = Store::connect(&db.url, cipher).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    for i in 0..20 {
+        store
+            .record(&AuditEntry {
+                actor: "checkpoint-test".into(),
+                action: "credentials.issue",
+                outcome: "granted",
+                request_id: format!("wal-{i}"),
+                ..Default::default()
+            })
+            .await
+            .expect("record");
+    }
+    // `immutable=1` reads the main file only, ignoring the WAL: the rows
+    // are there once a checkpoint has copied them back. Twenty small
+    // commits are a few dozen WAL pages, far below the 1,000 (SQLite's
+    // default) or 10,000 (berth's fallback) at which a commit would
+    // checkpoint by itself.
+    let file = db.dir().join("berth.db");
+    let mut seen = 0;
+    for _ in 0..50 {
+        let reader = Database::connect(format!("sqlite://{}?immutable=1", file.display()))
+            .await
+            .expect("open the main file");
+        // Before the first checkpoint even the table may be in the WAL
+        // only: an error here means "not yet".
+        let count = reader
+            .query_one_raw(Statement::from_string(
+                reader.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM audit_events WHERE actor = 'checkpoint-test'",
+            ))
+            .await;
+        if let Ok(Some(row)) = count {
+            seen = row.try_get::<i64>("", "n").expect("n");
+        }
+        reader.close().await.expect("close");
+        if seen == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 20, "the checkpointer copied the WAL into the file");
+}
