@@ -4,7 +4,7 @@
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, Value,
+    QuerySelect, RuntimeErr, Statement, Value,
 };
 
 use sea_orm::DatabaseConnection;
@@ -190,7 +190,73 @@ const POSTGRES_BATCH_INSERT: &str = "INSERT INTO audit_events \
     SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7 \
     FROM json_array_elements($1::json) WITH ORDINALITY AS t(r, n) ORDER BY n";
 
-/// Writes a batch of entries in one statement.
+/// Where the writer writes.
+enum Sink {
+    /// Through the store's pool (PostgreSQL, MySQL).
+    Pool(DatabaseConnection),
+    /// SQLite: a connection of the writer's own, opened on first use and
+    /// again after an error. The store's pool has one connection, and sqlx
+    /// pings a connection on its way back to the pool: through the pool
+    /// every batch took two trips to the connection's thread and queued
+    /// behind every other use of the store. Two connections writing one
+    /// file is what WAL and `busy_timeout` are for; the store's write
+    /// transactions take the lock at BEGIN (`Store::begin_write`).
+    Sqlite {
+        options: std::sync::Arc<sea_orm::sqlx::sqlite::SqliteConnectOptions>,
+        conn: Option<sea_orm::sqlx::sqlite::SqliteConnection>,
+    },
+}
+
+impl Sink {
+    fn new(db: DatabaseConnection) -> Sink {
+        if db.get_database_backend() == DatabaseBackend::Sqlite {
+            Sink::Sqlite {
+                options: db.get_sqlite_connection_pool().connect_options(),
+                conn: None,
+            }
+        } else {
+            Sink::Pool(db)
+        }
+    }
+
+    /// Writes a batch of entries in one statement.
+    async fn write(&mut self, batch: &[Pending]) -> Result<(), DbErr> {
+        if !batch.iter().any(|p| p.entry.is_some()) {
+            return Ok(());
+        }
+        match self {
+            Sink::Pool(db) => insert_batch(db, batch).await,
+            Sink::Sqlite { options, conn } => {
+                use sea_orm::sqlx::Connection as _;
+                let c = match conn {
+                    Some(c) => c,
+                    None => conn.insert(
+                        sea_orm::sqlx::sqlite::SqliteConnection::connect_with(options)
+                            .await
+                            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?,
+                    ),
+                };
+                let entries = batch
+                    .iter()
+                    .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us)));
+                let written = sea_orm::sqlx::query(SQLITE_BATCH_INSERT)
+                    .bind(batch_json(entries))
+                    .execute(&mut *c)
+                    .await;
+                match written {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        // Open a fresh connection for the next batch.
+                        *conn = None;
+                        Err(DbErr::Exec(RuntimeErr::SqlxError(e.into())))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a batch of entries in one statement through `db`.
 async fn insert_batch(db: &DatabaseConnection, batch: &[Pending]) -> Result<(), DbErr> {
     let entries = batch
         .iter()
@@ -210,9 +276,6 @@ async fn insert_batch(db: &DatabaseConnection, batch: &[Pending]) -> Result<(), 
                 .map(drop);
         }
     };
-    if !batch.iter().any(|p| p.entry.is_some()) {
-        return Ok(());
-    }
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         sql,
@@ -263,6 +326,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 pub(super) fn start_writer(db: DatabaseConnection, max: usize) -> mpsc::Sender<Pending> {
     let (tx, mut rx) = mpsc::channel::<Pending>(4 * max);
     tokio::spawn(async move {
+        let mut sink = Sink::new(db);
         let mut batch = Vec::with_capacity(max);
         while rx.recv_many(&mut batch, max).await > 0 {
             let mut waited = batch.iter().any(|p| p.done.is_some());
@@ -276,9 +340,7 @@ pub(super) fn start_writer(db: DatabaseConnection, max: usize) -> mpsc::Sender<P
                 }
             }
             let started = std::time::Instant::now();
-            let result = insert_batch(&db, &batch)
-                .await
-                .map_err(crate::error::Error::from);
+            let result = sink.write(&batch).await.map_err(crate::error::Error::from);
             if let Err(e) = &result {
                 // Callers that wait get the error too; queued ones only
                 // have this line.

@@ -317,6 +317,22 @@ impl Store {
         self.db.ping().await
     }
 
+    /// Starts a transaction that will write. On SQLite it is IMMEDIATE: it
+    /// takes the write lock at BEGIN (waiting for it under
+    /// `busy_timeout`), because another connection may write to the same
+    /// file (the audit writer's own connection, `berth rotate-key`), and a
+    /// deferred transaction that read first and then wants to write after
+    /// such a write fails at once instead of waiting. Other databases
+    /// ignore the mode.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..sea_orm::TransactionOptions::default()
+            })
+            .await
+    }
+
     /// The underlying connection (tests read rows directly through it).
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
@@ -386,7 +402,7 @@ impl Store {
             // Only a create that replaces the default needs the previous
             // default, read under the feed lock (see events::lock); the
             // others stay concurrent until they append their event.
-            let txn = self.db.begin().await?;
+            let txn = self.begin_write().await?;
             if make_default {
                 events::lock(&txn).await?;
             }
@@ -678,7 +694,7 @@ impl Store {
                 row.proxy_password_key_id = sea_orm::ActiveValue::NotSet;
             }
             let done = retry(|| async {
-                let txn = self.db.begin().await?;
+                let txn = self.begin_write().await?;
                 let res = registry::Entity::update_many()
                     .set(row.clone())
                     .filter(registry::Column::Id.eq(id))
@@ -763,7 +779,7 @@ impl Store {
             // others save the extra statement).
             let mut feed_first = false;
             loop {
-                let txn = self.db.begin().await?;
+                let txn = self.begin_write().await?;
                 if feed_first {
                     events::lock(&txn).await?;
                 }
@@ -856,7 +872,7 @@ impl Store {
     pub async fn set_default(&self, id: &str, actor: &Actor) -> Result<RegistryRecord> {
         let audit = actor.entry("registry.set_default", id, String::new());
         retry(|| async {
-            let txn = self.db.begin().await?;
+            let txn = self.begin_write().await?;
             events::lock(&txn).await?;
             if registry::Entity::find_by_id(id.to_owned())
                 .one(&txn)

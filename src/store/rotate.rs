@@ -16,7 +16,7 @@ use anyhow::bail;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QuerySelect,
 };
 
 use super::entity::registry;
@@ -221,14 +221,7 @@ impl Store {
         }
         let mut delay = Duration::from_millis(10);
         for attempt in 1..=ROTATE_ATTEMPTS {
-            // IMMEDIATE on SQLite: take the write lock now (waiting for
-            // it), rather than fail on upgrading a read transaction after
-            // another connection wrote. Other databases ignore it.
-            let begin = self.db.begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            });
-            let outcome = match begin.await {
+            let outcome = match self.begin_write().await {
                 Ok(txn) => self.rotate_in(txn).await,
                 Err(e) => Err(TxError::Db(e)),
             };

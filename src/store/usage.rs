@@ -5,7 +5,7 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    QuerySelect, SqlErr,
 };
 
 use super::entity::{registry, registry_usage};
@@ -101,7 +101,7 @@ impl Store {
             record_time_us: Set(now),
             expire_time_us: Set(now.saturating_add(ttl_us)),
         };
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         registry_usage::Entity::delete_many()
             .filter(registry_usage::Column::RegistryId.eq(registry_id))
             .filter(registry_usage::Column::ExpireTimeUs.lte(now))
