@@ -668,7 +668,8 @@ async fn audit_log_follows_changes(backend: Backend) {
 on_every_backend!(
     authorization_rules,
     audit_log_follows_changes,
-    every_concurrent_issuance_is_audited
+    every_concurrent_issuance_is_audited,
+    issuances_and_changes_at_once_are_all_stored
 );
 
 /// With `--audit-credentials async`, GetCredentials answers before its
@@ -833,6 +834,105 @@ async fn every_concurrent_issuance_is_audited(backend: Backend) {
         let want = if i % 5 == 4 { "denied" } else { "granted" };
         assert_eq!(seen[&burst_id(i)], want, "call {i}");
     }
+    server.finish().await;
+}
+
+/// Issuance records and registry changes written at the same moment: on
+/// SQLite they come from two connections to one file (the audit writer's
+/// own, and the store's, whose write transactions take the lock at BEGIN),
+/// elsewhere from one pool. None may fail, none may be lost.
+async fn issuances_and_changes_at_once_are_all_stored(backend: Backend) {
+    let people = People::new();
+    let server = start(backend, &people).await;
+    let mut regs = RegistryServiceClient::new(server.channel().await);
+    let reg = regs
+        .create_registry(as_(
+            "root",
+            pb::CreateRegistryRequest {
+                registry: Some(registry("both.example.com", &["a"])),
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    // Changes go to registries of their own: concurrent changes of one
+    // registry may be ABORTED by design.
+    let mut others = Vec::new();
+    for i in 0..20 {
+        let r = registry(&format!("other-{i}.example.com"), &["b"]);
+        let made = regs
+            .create_registry(as_("root", pb::CreateRegistryRequest { registry: Some(r) }))
+            .await
+            .expect("create");
+        others.push(made.into_inner());
+    }
+    let images = ImageServiceClient::new(server.channel().await);
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let (mut images, mut regs) = (images.clone(), regs.clone());
+        let id = if i % 3 == 0 {
+            others[i / 3].id.clone()
+        } else {
+            reg.id.clone()
+        };
+        let address = format!("other-{}.example.com", i / 3);
+        calls.push(tokio::spawn(async move {
+            if i % 3 == 0 {
+                let mut patch = registry(&address, &["b"]);
+                patch.id = id;
+                patch.username = format!("robot-{i}");
+                regs.update_registry(as_(
+                    "root",
+                    pb::UpdateRegistryRequest {
+                        registry: Some(patch),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["username".into()],
+                        }),
+                    },
+                ))
+                .await
+                .map(drop)
+            } else {
+                images
+                    .get_credentials(as_(
+                        "runner",
+                        pb::GetCredentialsRequest {
+                            registry_id: id,
+                            project: "a".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            }
+        }));
+    }
+    for c in calls {
+        c.await.expect("call").expect("every call succeeds");
+    }
+    let audit = AuditServiceClient::new(server.channel().await);
+    let count = |action: &'static str| {
+        let mut audit = audit.clone();
+        async move {
+            audit
+                .list_audit_events(as_(
+                    "root",
+                    pb::ListAuditEventsRequest {
+                        action: action.into(),
+                        registry_id: String::new(),
+                        page_size: 1000,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("audit")
+                .into_inner()
+                .events
+                .len()
+        }
+    };
+    assert_eq!(count("credentials.issue").await, 40);
+    assert_eq!(count("registry.update").await, 20);
     server.finish().await;
 }
 
