@@ -227,10 +227,10 @@ impl Store {
             cache: Arc::new(cache::RegistryCache::default()),
             audit: audit::start_writer(
                 db.clone(),
-                if db.get_database_backend() == DatabaseBackend::Sqlite {
-                    audit::SQLITE_BATCH
-                } else {
+                if db.get_database_backend() == DatabaseBackend::MySql {
                     audit::BATCH
+                } else {
+                    audit::JSON_BATCH
                 },
             ),
             db,
