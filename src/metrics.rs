@@ -8,6 +8,8 @@
 //! | `berth_credential_cache_total` | `result` (`hit`, `miss`) | ECR token cache lookups |
 //! | `berth_token_refreshes_total` | `provider` | cloud tokens minted |
 //! | `berth_db_pool_connections` | `state` (`in_use`, `idle`) | database pool use |
+//! | `berth_audit_batch_size` | | audit events per group-commit batch (summary) |
+//! | `berth_audit_write_seconds` | | time to store one audit batch (summary) |
 
 use std::net::SocketAddr;
 use std::pin::Pin;
