@@ -458,16 +458,7 @@ async fn audit_log_follows_changes(backend: Backend) {
         .into_inner();
     assert!(before.events.is_empty() && before.next_page_token.is_empty());
 
-    let r1 = regs
-        .create_registry(as_(
-            "root",
-            pb::CreateRegistryRequest {
-                registry: Some(registry("one.example.com", &["a"])),
-            },
-        ))
-        .await
-        .expect("create")
-        .into_inner();
+    let r1 = create(&mut regs, "one.example.com", &["a"]).await;
     // A refused duplicate writes nothing: the event is in the change's
     // transaction.
     let dup = regs
@@ -685,16 +676,7 @@ async fn queued_audit_records_survive_a_clean_shutdown() {
     })
     .await;
     let mut regs = RegistryServiceClient::new(server.channel().await);
-    let reg = regs
-        .create_registry(as_(
-            "root",
-            pb::CreateRegistryRequest {
-                registry: Some(registry("queued.example.com", &["a"])),
-            },
-        ))
-        .await
-        .expect("create")
-        .into_inner();
+    let reg = create(&mut regs, "queued.example.com", &["a"]).await;
     let images = ImageServiceClient::new(server.channel().await);
     let mut calls = Vec::new();
     for _ in 0..50 {
@@ -748,16 +730,7 @@ async fn every_concurrent_issuance_is_audited(backend: Backend) {
     let people = People::new();
     let server = start(backend, &people).await;
     let mut regs = RegistryServiceClient::new(server.channel().await);
-    let reg = regs
-        .create_registry(as_(
-            "root",
-            pb::CreateRegistryRequest {
-                registry: Some(registry("busy.example.com", &["a"])),
-            },
-        ))
-        .await
-        .expect("create")
-        .into_inner();
+    let reg = create(&mut regs, "busy.example.com", &["a"]).await;
     let images = ImageServiceClient::new(server.channel().await);
     let mut calls = Vec::new();
     for i in 0..80 {
@@ -845,26 +818,12 @@ async fn issuances_and_changes_at_once_are_all_stored(backend: Backend) {
     let people = People::new();
     let server = start(backend, &people).await;
     let mut regs = RegistryServiceClient::new(server.channel().await);
-    let reg = regs
-        .create_registry(as_(
-            "root",
-            pb::CreateRegistryRequest {
-                registry: Some(registry("both.example.com", &["a"])),
-            },
-        ))
-        .await
-        .expect("create")
-        .into_inner();
+    let reg = create(&mut regs, "both.example.com", &["a"]).await;
     // Changes go to registries of their own: concurrent changes of one
     // registry may be ABORTED by design.
     let mut others = Vec::new();
     for i in 0..20 {
-        let r = registry(&format!("other-{i}.example.com"), &["b"]);
-        let made = regs
-            .create_registry(as_("root", pb::CreateRegistryRequest { registry: Some(r) }))
-            .await
-            .expect("create");
-        others.push(made.into_inner());
+        others.push(create(&mut regs, &format!("other-{i}.example.com"), &["b"]).await);
     }
     let images = ImageServiceClient::new(server.channel().await);
     let mut calls = Vec::new();
@@ -934,6 +893,23 @@ async fn issuances_and_changes_at_once_are_all_stored(backend: Backend) {
     assert_eq!(count("credentials.issue").await, 40);
     assert_eq!(count("registry.update").await, 20);
     server.finish().await;
+}
+
+/// Creates a registry as `root` (see [`registry`]).
+async fn create(
+    regs: &mut RegistryServiceClient<tonic::transport::Channel>,
+    address: &str,
+    projects: &[&str],
+) -> Registry {
+    regs.create_registry(as_(
+        "root",
+        pb::CreateRegistryRequest {
+            registry: Some(registry(address, projects)),
+        },
+    ))
+    .await
+    .expect("create")
+    .into_inner()
 }
 
 fn burst_id(i: usize) -> String {
