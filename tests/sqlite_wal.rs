@@ -61,3 +61,42 @@ async fn the_wal_is_checkpointed_in_the_background() {
     }
     assert_eq!(seen, 20, "the checkpointer copied the WAL into the file");
 }
+
+/// An in-memory database has no WAL: no checkpointer, and the audit writer
+/// stays on the store's own connection (a second connection to a shared
+/// in-memory cache meets table locks that `busy_timeout` does not wait
+/// for). Its records are stored and listed like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_database_keeps_its_audit_records() {
+    let cipher = Arc::new(Keyring::from_list(common::TEST_KEY).expect("key"));
+    let store = Store::connect("sqlite::memory:", cipher)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let writes = (0..30).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .record(&AuditEntry {
+                    actor: "memory-test".into(),
+                    action: "credentials.issue",
+                    outcome: "granted",
+                    request_id: format!("mem-{i}"),
+                    ..Default::default()
+                })
+                .await
+        }
+    });
+    for r in futures::future::join_all(writes).await {
+        r.expect("record");
+    }
+    let listed = store
+        .list_audit(&berth::store::AuditQuery {
+            actor: Some("memory-test".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 30);
+}

@@ -208,8 +208,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn new(db: DatabaseConnection) -> Sink {
-        if db.get_database_backend() == DatabaseBackend::Sqlite {
+    /// `own_connection`: write a SQLite file through a connection of the
+    /// writer's own.
+    fn new(db: DatabaseConnection, own_connection: bool) -> Sink {
+        if own_connection && db.get_database_backend() == DatabaseBackend::Sqlite {
             Sink::Sqlite {
                 options: db.get_sqlite_connection_pool().connect_options(),
                 conn: None,
@@ -324,10 +326,14 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// under load one INSERT serves many calls instead of one each. A batch
 /// of queued entries only (nobody waiting) is held up to [`LINGER`] to
 /// grow towards `max` entries.
-pub(super) fn start_writer(db: DatabaseConnection, max: usize) -> mpsc::Sender<Pending> {
+pub(super) fn start_writer(
+    db: DatabaseConnection,
+    max: usize,
+    own_connection: bool,
+) -> mpsc::Sender<Pending> {
     let (tx, mut rx) = mpsc::channel::<Pending>(4 * max);
     tokio::spawn(async move {
-        let mut sink = Sink::new(db);
+        let mut sink = Sink::new(db, own_connection);
         let mut batch = Vec::with_capacity(max);
         while rx.recv_many(&mut batch, max).await > 0 {
             let mut waited = batch.iter().any(|p| p.done.is_some());

@@ -218,7 +218,14 @@ impl Store {
             });
         }
         let db = Database::connect(opts).await?;
-        if db.get_database_backend() == DatabaseBackend::Sqlite && sqlite_wal(&db).await? {
+        // A SQLite file in WAL mode gets its background checkpointer and
+        // an audit connection of its own; an in-memory database (shared
+        // cache, no WAL, where a second connection would meet table locks
+        // that busy_timeout does not wait for) keeps everything on the
+        // pool's one connection.
+        let sqlite_file =
+            db.get_database_backend() == DatabaseBackend::Sqlite && sqlite_wal(&db).await?;
+        if sqlite_file {
             start_sqlite_checkpointer(&db);
         }
         Ok(Store {
@@ -232,6 +239,7 @@ impl Store {
                 } else {
                     audit::JSON_BATCH
                 },
+                sqlite_file,
             ),
             db,
         })
