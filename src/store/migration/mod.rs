@@ -11,6 +11,7 @@ mod m20261129_000004_create_registry_usage;
 mod m20261129_000005_registry_credential_mode;
 mod m20261129_000006_registry_network_reach;
 mod m20261129_000007_feed_revision_at_commit;
+mod m20261129_000008_registries_all_projects_index;
 
 /// All of berth's migrations, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_registry_credential_mode::Migration),
             Box::new(m20261129_000006_registry_network_reach::Migration),
             Box::new(m20261129_000007_feed_revision_at_commit::Migration),
+            Box::new(m20261129_000008_registries_all_projects_index::Migration),
         ]
     }
 }
