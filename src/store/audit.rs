@@ -176,9 +176,10 @@ fn batch_json<'a>(entries: impl Iterator<Item = (&'a AuditEntry, i64)>) -> Strin
 /// array and the database unpacks it, so the statement text is the same
 /// for every batch (prepared once per connection) and binding is one
 /// string, where a generated multi-row INSERT is rebuilt and bound value
-/// by value for each batch (BENCHMARKS.md: that was a fifth of berth's
-/// CPU under GetCredentials). Rows keep the array's order, so ids follow
-/// it. MySQL keeps the generated INSERT: its JSON_TABLE needs MySQL 8 or
+/// by value for each batch (BENCHMARKS.md: building and binding it was
+/// about 5% of berth's CPU under GetCredentials, now about 2%). Rows keep
+/// the array's order, so ids follow it. Needs SQLite 3.45 (`jsonb_each`),
+/// which sqlx bundles. MySQL keeps the generated INSERT: its JSON_TABLE needs MySQL 8 or
 /// MariaDB 10.6.
 const SQLITE_BATCH_INSERT: &str = "INSERT INTO audit_events \
     (time_us, actor, action, registry_id, project, outcome, request_id, detail) \
