@@ -10,8 +10,8 @@ use sea_orm::{
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Store;
 use super::entity::audit_event;
+use super::{Store, clip};
 use crate::error::Result;
 
 /// An event to record. Holds no secret: callers build it from ids, names
@@ -103,14 +103,6 @@ pub struct AuditQuery {
     pub before_id: Option<i64>,
     /// Page size (already clamped).
     pub limit: u64,
-}
-
-/// `s` cut to at most `max` characters (columns are sized in characters).
-fn clip(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// Writes `e` on `c` (a transaction, when it records a change).

@@ -9,9 +9,9 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::Store;
 use super::entity::{registry_event, registry_revision};
 use super::rows::RegistryRecord;
+use super::{Store, clip};
 use crate::domain::{Budget, Provider, Proxy, RegistryAddress, RegistrySpec, Scope, Tls};
 use crate::error::{Error, Result};
 
@@ -314,8 +314,8 @@ pub(super) async fn append<C: ConnectionTrait>(
     let snapshot = serde_json::to_string(&Snapshot::of(e.registry, e.previous_scope))
         .map_err(|err| DbErr::Custom(format!("event snapshot: {err}")))?;
     let kind = e.kind.as_str().to_owned();
-    let actor = clip(e.actor, 256);
-    let changed = clip(&e.changed.join(","), 1024);
+    let actor = clip(e.actor, 256).to_owned();
+    let changed = clip(&e.changed.join(","), 1024).to_owned();
     if backend == sea_orm::DatabaseBackend::Postgres {
         // Numbered at COMMIT by the deferred trigger of migration 000007,
         // which also prunes: no lock is taken here.
@@ -402,13 +402,6 @@ async fn next_revision<C: ConnectionTrait>(c: &C) -> Result<i64, DbErr> {
                 .ok_or_else(missing)?;
             row.try_get::<i64>("", "revision")
         }
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => s[..i].to_string(),
-        None => s.to_string(),
     }
 }
 

@@ -151,6 +151,14 @@ fn start_sqlite_checkpointer(db: &DatabaseConnection) {
     });
 }
 
+/// `s` cut to at most `max` characters (columns are sized in characters).
+fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 fn sqlite_busy(e: &DbErr) -> bool {
     e.to_string().contains("database is locked")
 }
@@ -779,7 +787,7 @@ impl Store {
         F: Fn(&RegistryRecord) -> Result<()>,
     {
         let audit = actor.entry("registry.delete", id, String::new());
-        let deleted = retry(|| async {
+        retry(|| async {
             // Removing the default takes the feed lock before the row, in
             // the order set-default takes them. Whether this is the default
             // is known only once the row is read: when it is, start again
@@ -797,11 +805,11 @@ impl Store {
                 // last state, for the deletion's event.
                 let Some(row) = usage::lock_registry(&txn, id).await? else {
                     txn.rollback().await?;
-                    return Ok(false);
+                    return Err(TxError::Domain(not_found(id)));
                 };
                 let Some(last) = self.assemble(&txn, vec![row]).await?.pop() else {
                     txn.rollback().await?;
-                    return Ok(false);
+                    return Err(TxError::Domain(not_found(id)));
                 };
                 if last.is_default && !feed_first {
                     txn.rollback().await?;
@@ -813,7 +821,7 @@ impl Store {
                     && rev != last.revision
                 {
                     txn.rollback().await?;
-                    return Ok(false);
+                    return Err(TxError::Domain(stale(id)));
                 }
                 let recorded = usage::all_locked(&txn, id).await?;
                 let now = now_us();
@@ -861,18 +869,12 @@ impl Store {
                 )
                 .await?;
                 txn.commit().await?;
-                return Ok(true);
+                return Ok(());
             }
         })
         .await?;
-        if deleted {
-            self.cache.invalidate(id, true);
-            return Ok(());
-        }
-        match self.find(&self.db, id).await? {
-            Some(_) => Err(stale(id)),
-            None => Err(not_found(id)),
-        }
+        self.cache.invalidate(id, true);
+        Ok(())
     }
 
     /// Makes `id` the default, replacing the previous default in the same

@@ -16,7 +16,7 @@
 //! The trigger also prunes old events, as the application does on SQLite
 //! and MySQL: every `step` revisions it drops those older than the
 //! retention, which each connection passes as the `berth.feed_retention`
-//! setting (see `Store::connect`).
+//! setting (see `Store::connect_with`).
 //!
 //! SQLite and MySQL have no deferred triggers; on them this migration does
 //! nothing and writers number their events themselves.
