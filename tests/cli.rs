@@ -290,86 +290,56 @@ async fn cli_authenticates_with_a_token_file() {
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, format!("{token}\n")).expect("token file");
     let token_arg = token_path.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| tokio::task::block_in_place(|| berth(&server, args, None));
+    // A refused run, with its stderr.
+    let refused = |args: &[&str]| {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let file_of = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("token file");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
 
-    let listed = tokio::task::block_in_place(|| {
-        berth(
-            &server,
-            &["registry", "list", "-o", "json", "--token-file", token_arg],
-            None,
-        )
-    });
-    ok(&listed);
+    ok(&run(&[
+        "registry",
+        "list",
+        "-o",
+        "json",
+        "--token-file",
+        token_arg,
+    ]));
 
     // No token: refused by the server.
-    let refused = tokio::task::block_in_place(|| berth(&server, &["registry", "list"], None));
-    assert!(!refused.status.success());
+    let err = refused(&["registry", "list"]);
     assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .to_ascii_lowercase()
-            .contains("unauthenticated"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        err.to_ascii_lowercase().contains("unauthenticated"),
+        "{err}"
     );
 
     // A wrong token in the file: refused too.
-    let wrong = dir.path().join("wrong");
-    std::fs::write(&wrong, "not-the-token").expect("wrong token");
-    let wrong_out = tokio::task::block_in_place(|| {
-        berth(
-            &server,
-            &[
-                "registry",
-                "list",
-                "--token-file",
-                wrong.to_str().expect("utf-8"),
-            ],
-            None,
-        )
-    });
-    assert!(!wrong_out.status.success());
+    refused(&[
+        "registry",
+        "list",
+        "--token-file",
+        &file_of("wrong", "not-the-token"),
+    ]);
 
     // An empty file is a local error, before any call.
-    let empty = dir.path().join("empty");
-    std::fs::write(&empty, "\n").expect("empty token");
-    let empty_out = tokio::task::block_in_place(|| {
-        berth(
-            &server,
-            &[
-                "registry",
-                "list",
-                "--token-file",
-                empty.to_str().expect("utf-8"),
-            ],
-            None,
-        )
-    });
-    assert!(!empty_out.status.success());
-    assert!(
-        String::from_utf8_lossy(&empty_out.stderr).contains("empty"),
-        "{}",
-        String::from_utf8_lossy(&empty_out.stderr)
-    );
+    let err = refused(&["registry", "list", "--token-file", &file_of("empty", "\n")]);
+    assert!(err.contains("empty"), "{err}");
 
     // Both ways at once: a usage error.
-    let both = tokio::task::block_in_place(|| {
-        berth(
-            &server,
-            &[
-                "registry",
-                "list",
-                "--token",
-                token,
-                "--token-file",
-                token_arg,
-            ],
-            None,
-        )
-    });
-    assert!(!both.status.success());
-    assert!(
-        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
-        "{}",
-        String::from_utf8_lossy(&both.stderr)
-    );
+    let err = refused(&[
+        "registry",
+        "list",
+        "--token",
+        token,
+        "--token-file",
+        token_arg,
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
     server.finish().await;
 }

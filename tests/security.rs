@@ -878,7 +878,6 @@ async fn issuances_and_changes_at_once_are_all_stored(backend: Backend) {
                     "root",
                     pb::ListAuditEventsRequest {
                         action: action.into(),
-                        registry_id: String::new(),
                         page_size: 1000,
                         ..Default::default()
                     },

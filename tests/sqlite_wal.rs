@@ -13,6 +13,17 @@ use berth::store::{AuditEntry, Store};
 use common::{Backend, TestDb};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
+/// A granted issuance by `actor`, request `i`.
+fn issued(actor: &str, i: usize) -> AuditEntry {
+    AuditEntry {
+        actor: actor.into(),
+        action: "credentials.issue",
+        outcome: "granted",
+        request_id: format!("{actor}-{i}"),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_in_the_background() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -21,13 +32,7 @@ async fn the_wal_is_checkpointed_in_the_background() {
     store.migrate().await.expect("migrate");
     for i in 0..20 {
         store
-            .record(&AuditEntry {
-                actor: "checkpoint-test".into(),
-                action: "credentials.issue",
-                outcome: "granted",
-                request_id: format!("wal-{i}"),
-                ..Default::default()
-            })
+            .record(&issued("checkpoint-test", i))
             .await
             .expect("record");
     }
@@ -75,17 +80,7 @@ async fn an_in_memory_database_keeps_its_audit_records() {
     store.migrate().await.expect("migrate");
     let writes = (0..30).map(|i| {
         let store = store.clone();
-        async move {
-            store
-                .record(&AuditEntry {
-                    actor: "memory-test".into(),
-                    action: "credentials.issue",
-                    outcome: "granted",
-                    request_id: format!("mem-{i}"),
-                    ..Default::default()
-                })
-                .await
-        }
+        async move { store.record(&issued("memory-test", i)).await }
     });
     for r in futures::future::join_all(writes).await {
         r.expect("record");

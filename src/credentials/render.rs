@@ -142,23 +142,22 @@ mod tests {
         }
     }
 
+    /// `memo`'s documents of `user`:`password` for registry `id`.
+    fn via(
+        memo: &Renders,
+        (id, provider, host, ns): (&str, Provider, &str, &str),
+        (user, password): (&str, &str),
+    ) -> Arc<Rendered> {
+        memo.render(id, provider, host, ns, &login(user, password))
+    }
+
+    const BASE: (&str, Provider, &str, &str) = ("id1", Provider::Harbor, "r.example.com", "ci");
+
     #[test]
     fn same_login_is_rendered_once_and_equals_a_fresh_rendering() {
         let memo = Renders::default();
-        let a = memo.render(
-            "id1",
-            Provider::Harbor,
-            "r.example.com",
-            "ci",
-            &login("u", "p"),
-        );
-        let b = memo.render(
-            "id1",
-            Provider::Harbor,
-            "r.example.com",
-            "ci",
-            &login("u", "p"),
-        );
+        let a = via(&memo, BASE, ("u", "p"));
+        let b = via(&memo, BASE, ("u", "p"));
         assert!(Arc::ptr_eq(&a, &b));
         let fresh = render(
             "id1",
@@ -174,55 +173,29 @@ mod tests {
     #[test]
     fn anything_the_documents_are_made_of_renders_afresh() {
         let memo = Renders::default();
-        let base = memo.render(
-            "id1",
-            Provider::Harbor,
-            "r.example.com",
-            "ci",
-            &login("u", "p"),
-        );
+        let base = via(&memo, BASE, ("u", "p"));
         for other in [
-            memo.render(
-                "id1",
-                Provider::Harbor,
-                "r.example.com",
-                "ci",
-                &login("u", "p2"),
+            via(&memo, BASE, ("u", "p2")),
+            via(&memo, BASE, ("u2", "p")),
+            via(
+                &memo,
+                ("id1", Provider::Harbor, "r2.example.com", "ci"),
+                ("u", "p"),
             ),
-            memo.render(
-                "id1",
-                Provider::Harbor,
-                "r.example.com",
-                "ci",
-                &login("u2", "p"),
+            via(
+                &memo,
+                ("id1", Provider::DockerHub, "r.example.com", "ci"),
+                ("u", "p"),
             ),
-            memo.render(
-                "id1",
-                Provider::Harbor,
-                "r2.example.com",
-                "ci",
-                &login("u", "p"),
+            via(
+                &memo,
+                ("id1", Provider::Harbor, "r.example.com", "prod"),
+                ("u", "p"),
             ),
-            memo.render(
-                "id1",
-                Provider::DockerHub,
-                "r.example.com",
-                "ci",
-                &login("u", "p"),
-            ),
-            memo.render(
-                "id1",
-                Provider::Harbor,
-                "r.example.com",
-                "prod",
-                &login("u", "p"),
-            ),
-            memo.render(
-                "id2",
-                Provider::Harbor,
-                "r.example.com",
-                "ci",
-                &login("u", "p"),
+            via(
+                &memo,
+                ("id2", Provider::Harbor, "r.example.com", "ci"),
+                ("u", "p"),
             ),
         ] {
             assert!(!Arc::ptr_eq(&base, &other));
@@ -232,13 +205,7 @@ mod tests {
             );
         }
         // The rotated password is in the new document, not the old one.
-        let rotated = memo.render(
-            "id1",
-            Provider::Harbor,
-            "r.example.com",
-            "ci",
-            &login("u", "new"),
-        );
+        let rotated = via(&memo, BASE, ("u", "new"));
         let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:new");
         assert!(rotated.docker_config_json.contains(&auth));
     }
@@ -247,12 +214,11 @@ mod tests {
     fn the_memo_is_bounded() {
         let memo = Renders::default();
         for i in 0..MAX_ENTRIES + 10 {
-            memo.render(
-                "id1",
-                Provider::Harbor,
-                "r.example.com",
-                &format!("ns{i}"),
-                &login("u", "p"),
+            let ns = format!("ns{i}");
+            via(
+                &memo,
+                ("id1", Provider::Harbor, "r.example.com", &ns),
+                ("u", "p"),
             );
         }
         assert!(memo.len() <= MAX_ENTRIES);
