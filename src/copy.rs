@@ -478,7 +478,7 @@ impl Copier {
             request_id: caller.request_id.clone(),
             detail,
         };
-        if let Err(e) = self.images.store().record(&entry).await {
+        if let Err(e) = self.images.store().record(entry).await {
             // The copy's outcome stands; the missing record is logged.
             tracing::error!(error = %e, "could not write the audit record of an image copy");
         }

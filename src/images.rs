@@ -340,9 +340,9 @@ impl Images {
             detail,
         };
         let recorded = if self.queue_audit {
-            self.store.record_queued(&entry).await
+            self.store.record_queued(entry).await
         } else {
-            self.store.record(&entry).await
+            self.store.record(entry).await
         };
         if let Err(e) = recorded {
             // Credentials must not leave without their audit record.

@@ -101,7 +101,7 @@ impl Registries {
             request_id: caller.request_id.clone(),
             detail: e.to_string(),
         };
-        if let Err(err) = self.store.record(&entry).await {
+        if let Err(err) = self.store.record(entry).await {
             tracing::error!(error = %err, "could not record a refused change in the audit log");
         }
         e

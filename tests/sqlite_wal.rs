@@ -32,7 +32,7 @@ async fn the_wal_is_checkpointed_in_the_background() {
     store.migrate().await.expect("migrate");
     for i in 0..20 {
         store
-            .record(&issued("checkpoint-test", i))
+            .record(issued("checkpoint-test", i))
             .await
             .expect("record");
     }
@@ -80,7 +80,7 @@ async fn an_in_memory_database_keeps_its_audit_records() {
     store.migrate().await.expect("migrate");
     let writes = (0..30).map(|i| {
         let store = store.clone();
-        async move { store.record(&issued("memory-test", i)).await }
+        async move { store.record(issued("memory-test", i)).await }
     });
     for r in futures::future::join_all(writes).await {
         r.expect("record");
@@ -94,4 +94,80 @@ async fn an_in_memory_database_keeps_its_audit_records() {
         .await
         .expect("list");
     assert_eq!(listed.len(), 30);
+}
+
+/// The audit writer writes a SQLite batch on the runtime thread and never
+/// waits for a lock there: while another connection holds the write lock
+/// (as a store transaction does, `BEGIN IMMEDIATE`), the issuance waits on
+/// the blocking pool, the runtime's one thread keeps running other tasks,
+/// and the record is stored once the lock is released.
+#[tokio::test(flavor = "current_thread")]
+async fn an_issuance_waits_for_the_write_lock_off_the_runtime() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cipher = Arc::new(Keyring::from_list(common::TEST_KEY).expect("key"));
+    let store = Store::connect(&db.url, cipher).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    // Opens the writer's connection.
+    store.record(issued("lock-test", 0)).await.expect("record");
+
+    let holder = rusqlite::Connection::open(db.dir().join("berth.db")).expect("open");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.record(issued("lock-test", 1)).await }
+    });
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the runtime thread was blocked for {:?}",
+        started.elapsed()
+    );
+    assert!(!waiting.is_finished(), "the record waits for the lock");
+    holder
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
+    waiting.await.expect("join").expect("stored after the lock");
+
+    let listed = store
+        .list_audit(&berth::store::AuditQuery {
+            actor: Some("lock-test".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let ids: Vec<_> = listed.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["lock-test-1", "lock-test-0"]);
+}
+
+/// Batches larger than the writer writes on the runtime thread (queued
+/// issuances, nobody waiting) are stored too, every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_queued_batch_is_stored_whole() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cipher = Arc::new(Keyring::from_list(common::TEST_KEY).expect("key"));
+    let store = Store::connect(&db.url, cipher).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    for i in 0..300 {
+        store
+            .record_queued(issued("batch-test", i))
+            .await
+            .expect("queue");
+    }
+    store.flush_audit().await.expect("flush");
+    let listed = store
+        .list_audit(&berth::store::AuditQuery {
+            actor: Some("batch-test".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let mut ids: Vec<_> = listed.iter().map(|r| r.request_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
 }

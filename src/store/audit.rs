@@ -185,19 +185,96 @@ const POSTGRES_BATCH_INSERT: &str = "INSERT INTO audit_events \
 
 /// Where the writer writes.
 enum Sink {
-    /// Through the store's pool (PostgreSQL, MySQL).
+    /// Through the store's pool (PostgreSQL, MySQL, in-memory SQLite).
     Pool(DatabaseConnection),
-    /// SQLite: a connection of the writer's own, opened on first use and
-    /// again after an error. The store's pool has one connection, and sqlx
-    /// pings a connection on its way back to the pool: through the pool
-    /// every batch took two trips to the connection's thread and queued
-    /// behind every other use of the store. Two connections writing one
-    /// file is what WAL and `busy_timeout` are for; the store's write
-    /// transactions take the lock at BEGIN (`Store::begin_write`).
+    /// A SQLite file: a connection of the writer's own (rusqlite), opened
+    /// on first use and again after an error.
+    ///
+    /// Through the store's pool every batch took two trips to the
+    /// connection's sqlx worker thread (sqlx pings a connection on its way
+    /// back) and queued behind every other use of the store. Through a sqlx
+    /// connection of its own it still took one trip there and back: two
+    /// thread hand-offs, and a wait for that thread's turn on cores the
+    /// runtime and the clients keep busy, which under load was most of a
+    /// batch's time (BENCHMARKS.md). So the batch is written right here, on
+    /// the runtime thread running the writer: one INSERT in autocommit,
+    /// tens of microseconds of CPU (`synchronous=NORMAL` in WAL: a commit
+    /// writes the WAL, it does not fsync; checkpoints run on the
+    /// checkpointer's connection). The connection never waits for a lock
+    /// on this thread: its busy timeout is zero, and when a store
+    /// transaction holds the write lock (`Store::begin_write`) the batch is
+    /// retried on the blocking pool, waiting there as long as the store's
+    /// connection would.
     Sqlite {
-        options: std::sync::Arc<sea_orm::sqlx::sqlite::SqliteConnectOptions>,
-        conn: Option<sea_orm::sqlx::sqlite::SqliteConnection>,
+        path: std::path::PathBuf,
+        conn: Option<rusqlite::Connection>,
     },
+}
+
+/// How long a batch waits for the write lock on SQLite, off the runtime
+/// (the store's connection waits as long).
+const SQLITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn sqlite_error(e: rusqlite::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::Internal(format!("audit batch: {e}")))
+}
+
+/// Opens the audit writer's SQLite connection to `path` (the store's file,
+/// already in WAL mode, which is a property of the file).
+fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, DbErr> {
+    use rusqlite::OpenFlags;
+    let open = || {
+        let c = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::ZERO)?;
+        // Per-connection settings, as the store's connection has them.
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+        c.pragma_update(None, "wal_autocheckpoint", super::SQLITE_AUTOCHECKPOINT)?;
+        Ok(c)
+    };
+    open().map_err(|e: rusqlite::Error| {
+        DbErr::Conn(RuntimeErr::Internal(format!("audit connection: {e}")))
+    })
+}
+
+/// Inserts one JSON batch in autocommit (one transaction).
+fn insert_json(c: &rusqlite::Connection, json: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(SQLITE_BATCH_INSERT)?
+        .execute([json])
+        .map(drop)
+}
+
+/// Most rows a batch may have to be written on the runtime thread; larger
+/// ones (queued issuances with nobody waiting, `--audit-credentials
+/// async`, up to [`JSON_BATCH`]) take a millisecond or more and go to the
+/// blocking pool.
+const SQLITE_INLINE_ROWS: usize = 64;
+
+/// Inserts a batch on the blocking pool, waiting up to
+/// [`SQLITE_LOCK_WAIT`] for the write lock. Gives the connection back,
+/// unless its busy timeout could not be set back to zero.
+async fn blocking_insert(
+    c: rusqlite::Connection,
+    json: String,
+) -> Result<(Option<rusqlite::Connection>, rusqlite::Result<()>), DbErr> {
+    tokio::task::spawn_blocking(move || {
+        let written = c
+            .busy_timeout(SQLITE_LOCK_WAIT)
+            .and_then(|()| insert_json(&c, &json));
+        let c = c
+            .busy_timeout(std::time::Duration::ZERO)
+            .is_ok()
+            .then_some(c);
+        (c, written)
+    })
+    .await
+    .map_err(|e| DbErr::Custom(format!("audit batch: {e}")))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 impl Sink {
@@ -206,7 +283,11 @@ impl Sink {
     fn new(db: DatabaseConnection, own_connection: bool) -> Sink {
         if own_connection && db.get_database_backend() == DatabaseBackend::Sqlite {
             Sink::Sqlite {
-                options: db.get_sqlite_connection_pool().connect_options(),
+                path: db
+                    .get_sqlite_connection_pool()
+                    .connect_options()
+                    .get_filename()
+                    .to_owned(),
                 conn: None,
             }
         } else {
@@ -221,30 +302,34 @@ impl Sink {
         }
         match self {
             Sink::Pool(db) => insert_batch(db, batch).await,
-            Sink::Sqlite { options, conn } => {
-                use sea_orm::sqlx::Connection as _;
-                let c = match conn {
+            Sink::Sqlite { path, conn } => {
+                let c = match conn.take() {
                     Some(c) => c,
-                    None => conn.insert(
-                        sea_orm::sqlx::sqlite::SqliteConnection::connect_with(options)
-                            .await
-                            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?,
-                    ),
+                    None => open_sqlite(path)?,
                 };
-                let entries = batch
-                    .iter()
-                    .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us)));
-                let written = sea_orm::sqlx::query(SQLITE_BATCH_INSERT)
-                    .bind(batch_json(entries))
-                    .execute(&mut *c)
-                    .await;
-                match written {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        // Open a fresh connection for the next batch.
-                        *conn = None;
-                        Err(DbErr::Exec(RuntimeErr::SqlxError(e.into())))
+                let json = batch_json(
+                    batch
+                        .iter()
+                        .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us))),
+                );
+                let rows = batch.iter().filter(|p| p.entry.is_some()).count();
+                let (c, written) = if rows > SQLITE_INLINE_ROWS {
+                    blocking_insert(c, json).await?
+                } else {
+                    match insert_json(&c, &json) {
+                        // A store transaction holds the write lock.
+                        Err(e) if is_busy(&e) => blocking_insert(c, json).await?,
+                        written => (Some(c), written),
                     }
+                };
+                match written {
+                    Ok(()) => {
+                        *conn = c;
+                        Ok(())
+                    }
+                    // The connection is dropped: the next batch opens a
+                    // fresh one.
+                    Err(e) => Err(sqlite_error(e)),
                 }
             }
         }
@@ -312,6 +397,9 @@ pub(super) const JSON_BATCH: usize = 256;
 /// last one.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Most scheduling rounds a batch that callers wait for is held open.
+const YIELDS: usize = 3;
+
 /// Starts the writer of standalone entries (credential issuances, refused
 /// changes): group commit. Callers queue their entry and wait until it is
 /// stored, so no credentials leave without their record; entries that
@@ -330,6 +418,32 @@ pub(super) fn start_writer(
         let mut batch = Vec::with_capacity(max);
         while rx.recv_many(&mut batch, max).await > 0 {
             let mut waited = batch.iter().any(|p| p.done.is_some());
+            if waited {
+                // Someone waits: write soon, but first let the tasks that
+                // are already runnable (calls on their way here) queue
+                // their entries, a scheduling round at a time while more
+                // arrive. Under load one commit then serves the calls of a
+                // few rounds instead of the one or two that came during
+                // the last commit, which on SQLite is now tens of
+                // microseconds (BENCHMARKS.md); idle, a yield costs
+                // nothing.
+                for _ in 0..YIELDS {
+                    if batch.len() >= max {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    let seen = batch.len();
+                    while batch.len() < max {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() == seen {
+                        break;
+                    }
+                }
+            }
             let deadline = tokio::time::Instant::now() + LINGER;
             while !waited && batch.len() < max {
                 let seen = batch.len();
@@ -363,15 +477,15 @@ impl Store {
     /// Records an event that is not part of a change (a credential
     /// issuance, a refused change).
     /// Returns once the entry is stored (see [`start_writer`]).
-    pub async fn record(&self, e: &AuditEntry) -> Result<()> {
-        self.stored(Some(e.clone())).await
+    pub async fn record(&self, e: AuditEntry) -> Result<()> {
+        self.stored(Some(e)).await
     }
 
     /// Queues an event without waiting for it to be stored (the writer
     /// logs a failure). Waits only while the queue is full.
-    pub async fn record_queued(&self, e: &AuditEntry) -> Result<()> {
+    pub async fn record_queued(&self, e: AuditEntry) -> Result<()> {
         let pending = Pending {
-            entry: Some(e.clone()),
+            entry: Some(e),
             time_us: super::now_us(),
             done: None,
         };
