@@ -10,6 +10,7 @@
 //! | `berth_db_pool_connections` | `state` (`in_use`, `idle`) | database pool use |
 //! | `berth_audit_batch_size` | | audit events per group-commit batch (summary) |
 //! | `berth_audit_write_seconds` | | time to store one audit batch (summary) |
+//! | `berth_audit_write_failures_total` | | audit batches the database refused |
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -171,3 +171,71 @@ async fn a_large_queued_batch_is_stored_whole() {
     ids.dedup();
     assert_eq!(ids.len(), 300);
 }
+
+/// With queued issuances (`--audit-credentials async`) a failed write
+/// loses nothing: the entries already answered are kept and written again
+/// once the database takes them, and while it does not, queued calls wait
+/// for their entry and fail with it instead of leaving unrecorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_records_are_kept_while_the_log_cannot_be_written() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cipher = Arc::new(Keyring::from_list(common::TEST_KEY).expect("key"));
+    let store = Store::connect(&db.url, cipher).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let admin = rusqlite::Connection::open(db.dir().join("berth.db")).expect("open");
+    admin.busy_timeout(Duration::from_secs(5)).expect("busy");
+    admin
+        .execute_batch(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'audit log down'); END",
+        )
+        .expect("break the log");
+
+    // Until the writer has met the failure, queued entries are answered at
+    // once; after it, the next one waits for the log and is refused.
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..500 {
+        match store.record_queued(issued("outage", i)).await {
+            Ok(()) => accepted.push(format!("outage-{i}")),
+            Err(_) => {
+                refused = Some(i);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("a queued record was refused while the log was down");
+    assert!(!accepted.is_empty());
+
+    admin
+        .execute_batch("DROP TRIGGER audit_down")
+        .expect("mend the log");
+    store
+        .flush_audit()
+        .await
+        .expect("stored once the log is back");
+    // Healthy again: queued at once.
+    store
+        .record_queued(issued("outage", 1000))
+        .await
+        .expect("queued");
+    store.flush_audit().await.expect("flushed");
+    accepted.push("outage-1000".into());
+
+    let listed = store
+        .list_audit(&berth::store::AuditQuery {
+            actor: Some("outage".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let mut stored: Vec<_> = listed.into_iter().map(|r| r.request_id).collect();
+    stored.sort();
+    accepted.sort();
+    assert_eq!(
+        stored, accepted,
+        "every answered entry once, the refused one ({refused}) not"
+    );
+}

@@ -400,6 +400,17 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// Most scheduling rounds a batch that callers wait for is held open.
 const YIELDS: usize = 3;
 
+/// How long the writer waits before it writes again after a failed batch
+/// that still holds queued entries.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The queue to the audit writer, and whether its last write succeeded.
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Pending>,
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Starts the writer of standalone entries (credential issuances, refused
 /// changes): group commit. Callers queue their entry and wait until it is
 /// stored, so no credentials leave without their record; entries that
@@ -407,16 +418,52 @@ const YIELDS: usize = 3;
 /// under load one INSERT serves many calls instead of one each. A batch
 /// of queued entries only (nobody waiting) is held up to [`LINGER`] to
 /// grow towards `max` entries.
-pub(super) fn start_writer(
-    db: DatabaseConnection,
-    max: usize,
-    own_connection: bool,
-) -> mpsc::Sender<Pending> {
+///
+/// A failed write is answered to the callers waiting for it (their calls
+/// fail, no credentials leave) and their entries are dropped with it.
+/// Queued entries, whose calls have already been answered, are kept and
+/// written again every [`RETRY_AFTER`] until the database takes them;
+/// meanwhile the writer reports itself unhealthy and
+/// [`Store::record_queued`] waits for its entry like [`Store::record`], so
+/// while the log cannot be written no more credentials leave unrecorded.
+pub(super) fn start_writer(db: DatabaseConnection, max: usize, own_connection: bool) -> Writer {
+    use std::sync::atomic::Ordering;
     let (tx, mut rx) = mpsc::channel::<Pending>(4 * max);
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = Writer {
+        tx,
+        healthy: healthy.clone(),
+    };
     tokio::spawn(async move {
         let mut sink = Sink::new(db, own_connection);
         let mut batch = Vec::with_capacity(max);
-        while rx.recv_many(&mut batch, max).await > 0 {
+        // Queued entries of a failed batch, written first next time.
+        let mut kept: Vec<Pending> = Vec::new();
+        loop {
+            if kept.is_empty() {
+                if rx.recv_many(&mut batch, max).await == 0 {
+                    break;
+                }
+            } else if rx.is_closed() && rx.is_empty() {
+                // The store is gone: one last try.
+                if let Err(e) = sink.write(&kept).await {
+                    tracing::error!(
+                        error = %e,
+                        entries = kept.len(),
+                        "queued audit records were lost: the store closed while the database refused them"
+                    );
+                }
+                break;
+            } else {
+                tokio::time::sleep(RETRY_AFTER).await;
+                batch.append(&mut kept);
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+            }
             let mut waited = batch.iter().any(|p| p.done.is_some());
             if waited {
                 // Someone waits: write soon, but first let the tasks that
@@ -455,22 +502,30 @@ pub(super) fn start_writer(
             }
             let started = std::time::Instant::now();
             let result = sink.write(&batch).await.map_err(crate::error::Error::from);
-            if let Err(e) = &result {
-                // Callers that wait get the error too; queued ones only
-                // have this line.
-                tracing::error!(error = %e, entries = batch.len(), "audit records were not stored");
-            }
             metrics::histogram!("berth_audit_batch_size").record(batch.len() as f64);
             metrics::histogram!("berth_audit_write_seconds")
                 .record(started.elapsed().as_secs_f64());
+            healthy.store(result.is_ok(), Ordering::Relaxed);
             for p in batch.drain(..) {
-                if let Some(done) = p.done {
-                    let _ = done.send(result.clone());
+                match p.done {
+                    Some(done) => {
+                        let _ = done.send(result.clone());
+                    }
+                    None if result.is_err() => kept.push(p),
+                    None => {}
                 }
+            }
+            if let Err(e) = &result {
+                metrics::counter!("berth_audit_write_failures_total").increment(1);
+                tracing::error!(
+                    error = %e,
+                    kept = kept.len(),
+                    "audit records were not stored; queued ones will be written again"
+                );
             }
         }
     });
-    tx
+    writer
 }
 
 impl Store {
@@ -481,15 +536,24 @@ impl Store {
         self.stored(Some(e)).await
     }
 
-    /// Queues an event without waiting for it to be stored (the writer
-    /// logs a failure). Waits only while the queue is full.
+    /// Queues an event without waiting for it to be stored: the writer
+    /// keeps it until the database takes it. Waits while the queue is full,
+    /// and waits for the event to be stored (failing if it is not, as
+    /// [`Store::record`] does) while the writer's last write failed.
     pub async fn record_queued(&self, e: AuditEntry) -> Result<()> {
+        if !self
+            .audit
+            .healthy
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return self.stored(Some(e)).await;
+        }
         let pending = Pending {
             entry: Some(e),
             time_us: super::now_us(),
             done: None,
         };
-        self.audit.send(pending).await.map_err(|_| gone())
+        self.audit.tx.send(pending).await.map_err(|_| gone())
     }
 
     /// Returns once every event queued before the call is stored.
@@ -505,7 +569,7 @@ impl Store {
             time_us: super::now_us(),
             done: Some(done),
         };
-        self.audit.send(pending).await.map_err(|_| gone())?;
+        self.audit.tx.send(pending).await.map_err(|_| gone())?;
         stored.await.map_err(|_| gone())?
     }
 

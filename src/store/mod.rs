@@ -60,7 +60,7 @@ pub struct Store {
     cipher: Arc<Keyring>,
     feed: FeedSettings,
     cache: Arc<cache::RegistryCache>,
-    audit: tokio::sync::mpsc::Sender<audit::Pending>,
+    audit: audit::Writer,
 }
 
 const WRITE_ATTEMPTS: usize = 8;
