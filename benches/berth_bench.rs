@@ -153,6 +153,13 @@ impl Args {
     }
 }
 
+/// berth's allocator (src/main.rs), for the echo ceiling, which is this
+/// binary re-executed: "the same settings" as berth includes the
+/// allocator, and with glibc's malloc the ceiling ran on a slower one than
+/// the server it is the ceiling of. The clients share it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The same runtime as berth's `#[tokio::main]`: multi-threaded, one
