@@ -26,6 +26,14 @@ struct Replica {
     addr: String,
     metrics: String,
     log: std::path::PathBuf,
+    /// What it was spawned with, to spawn it again on other ports.
+    spawned: (String, std::path::PathBuf, String),
+}
+
+/// Whether a process exited because a port picked by [`free_port`] was
+/// taken before it could bind it (another test's connection got it).
+fn lost_its_port(log: &str) -> bool {
+    log.contains("Address already in use")
 }
 
 fn free_port() -> u16 {
@@ -58,6 +66,7 @@ impl Replica {
             addr,
             metrics,
             log,
+            spawned: (db_url.to_owned(), dir.to_owned(), name.to_owned()),
         }
     }
 
@@ -97,6 +106,11 @@ impl Replica {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                if lost_its_port(&self.logs()) && Instant::now() < deadline {
+                    let (db_url, dir, name) = self.spawned.clone();
+                    *self = Replica::spawn(&db_url, &dir, &name);
+                    continue;
+                }
                 panic!("berth exited early ({status}):\n{}", self.logs());
             }
             assert!(

@@ -25,6 +25,8 @@ struct Proc {
     child: Child,
     addr: String,
     log: PathBuf,
+    /// What it was spawned with, to spawn it again on another port.
+    spawned: (PathBuf, Vec<(String, String)>, Vec<String>),
 }
 
 impl Proc {
@@ -49,6 +51,14 @@ impl Proc {
             child: cmd.spawn().expect("spawn berth"),
             addr,
             log,
+            spawned: (
+                dir.to_owned(),
+                extra_env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                args.iter().map(|a| a.to_string()).collect(),
+            ),
         }
     }
 
@@ -78,6 +88,16 @@ impl Proc {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
+                // The port picked by free_port was taken before berth could
+                // bind it (another test's connection got it): another one.
+                if self.logs().contains("Address already in use") && Instant::now() < deadline {
+                    let (dir, env, args) = self.spawned.clone();
+                    let env: Vec<(&str, &str)> =
+                        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    *self = Proc::spawn(&dir, &env, &args);
+                    continue;
+                }
                 panic!("berth exited early ({status}):\n{}", self.logs());
             }
             assert!(
