@@ -295,7 +295,7 @@ impl AcrClient {
             .header(reqwest::header::AUTHORIZATION, authorization)
             .build()
             .map_err(|_| CredentialError::InvalidKey(format!("{url} is not a usable URL")))?;
-        let Answer { status, body } =
+        let Answer { status, body, .. } =
             cloud::exchange(&self.http, request, self.timeout, "ACR API").await?;
         if (200..300).contains(&status) {
             Ok(body)

@@ -30,9 +30,10 @@ pub(super) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// An HTTP answer: status and (bounded) body.
+/// An HTTP answer: status, headers and (bounded) body.
 pub(super) struct Answer {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: bytes::Bytes,
 }
 
@@ -51,6 +52,7 @@ pub(super) async fn exchange(
     let transport = |e: reqwest::Error| transport_error(&at, timeout, e);
     let mut response = http.execute(request).await.map_err(transport)?;
     let status = response.status().as_u16();
+    let headers = std::mem::take(response.headers_mut());
     let too_big = |n: u64| CredentialError::BadResponse(format!("{at} answered with {n} bytes"));
     if let Some(n) = response.content_length()
         && n > MAX_BODY as u64
@@ -67,7 +69,11 @@ pub(super) async fn exchange(
         }
     }
     let body = bytes::Bytes::from(body);
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A network failure as [`CredentialError::Unavailable`]. reqwest's
@@ -110,7 +116,7 @@ pub(super) fn check_region(region: &str, cloud: &str) -> Result<(), CredentialEr
         Ok(())
     } else {
         Err(CredentialError::InvalidKey(format!(
-            "{region:?} is not a {cloud} region name"
+            "{region:?} is not a region name of {cloud}"
         )))
     }
 }

@@ -11,11 +11,10 @@ use chrono::DateTime;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{CredentialError, Credentials};
+use super::{CredentialError, Credentials, cloud};
 use crate::secret::Secret;
 
-/// The whole call, connect to last body byte, must finish within this.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::cloud::DEFAULT_TIMEOUT;
 
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -122,16 +121,7 @@ impl EcrClient {
         flavor: Flavor,
         region: &str,
     ) -> Result<String, CredentialError> {
-        let valid = !region.is_empty()
-            && region.len() <= 64
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(CredentialError::InvalidKey(format!(
-                "{region:?} is not an AWS region name"
-            )));
-        }
+        cloud::check_region(region, "AWS")?;
         Ok(match &self.endpoint {
             Some(endpoint) => format!("{}/", endpoint.trim_end_matches('/')),
             None if flavor == Flavor::Fips => {
@@ -184,56 +174,35 @@ impl EcrClient {
         let secret = secret_access_key.expose().trim();
         // Key ids are alphanumeric; anything else (a `/` especially) would
         // corrupt the credential scope of the signature.
-        if access_key_id.is_empty() || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(CredentialError::InvalidKey(
-                "the AWS access key id must be a non-empty alphanumeric string".into(),
-            ));
-        }
+        cloud::check_key_id(access_key_id, "AWS access key id")?;
         if secret.is_empty() {
             return Err(CredentialError::InvalidKey(
                 "the AWS secret access key is empty".into(),
             ));
         }
         let request = signed_request(&url, region, access_key_id, secret)?;
-        let mut request = reqwest::Request::try_from(request).map_err(|_| {
+        let request = reqwest::Request::try_from(request).map_err(|_| {
             CredentialError::InvalidKey(format!("{url} is not a usable endpoint URL"))
         })?;
-        *request.timeout_mut() = Some(self.timeout);
 
         tracing::debug!(region, endpoint = %url, "requesting an ECR authorization token");
-        let transport = |e: reqwest::Error| self.transport_error(&url, e);
-        let response = self.http.execute(request).await.map_err(transport)?;
-        let status = response.status();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            return Err(classify_error(status.as_u16(), error_type, &body, secret));
-        }
-        parse_token(&body)
-    }
-
-    fn transport_error(&self, url: &str, e: reqwest::Error) -> CredentialError {
-        if e.is_timeout() {
-            return CredentialError::Unavailable(format!(
-                "ECR at {url} did not answer within {:?}",
-                self.timeout
+        // Bounded read, timeout and transport errors as for the other
+        // clouds' APIs.
+        let answer = cloud::exchange(&self.http, request, self.timeout, "ECR").await?;
+        if !(200..300).contains(&answer.status) {
+            let error_type = answer
+                .headers
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Err(classify_error(
+                answer.status,
+                error_type,
+                &answer.body,
+                secret,
             ));
         }
-        // reqwest's top-level message is generic; the cause (connection
-        // refused, DNS, TLS) is in the source chain. None of it holds the
-        // request's headers, so no signature or key can leak here.
-        let e = e.without_url(); // already in our message
-        let mut message = format!("ECR at {url}: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        CredentialError::Unavailable(message)
+        parse_token(&answer.body)
     }
 }
 

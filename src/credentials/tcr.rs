@@ -217,7 +217,7 @@ impl TcrClient {
             .body(body)
             .build()
             .map_err(|_| CredentialError::InvalidKey(format!("{url} is not a usable URL")))?;
-        let Answer { status, body } =
+        let Answer { status, body, .. } =
             cloud::exchange(&self.http, request, self.timeout, "TCR API").await?;
         let what = format!("TCR {action}");
         match status {
