@@ -53,10 +53,19 @@ impl Rendered {
     }
 }
 
-/// Documents by (registry id, Kubernetes namespace).
+/// Documents by registry id, then Kubernetes namespace: looked up with the
+/// call's `&str`s, so a hit allocates nothing (a `(String, String)` key
+/// would cost two allocations per call).
 #[derive(Default)]
 pub struct Renders {
-    map: Mutex<HashMap<(String, String), Arc<Rendered>>>,
+    map: Mutex<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    by_registry: HashMap<String, HashMap<String, Arc<Rendered>>>,
+    /// Documents held, over all registries.
+    entries: usize,
 }
 
 impl Renders {
@@ -71,26 +80,40 @@ impl Renders {
         namespace: &str,
         creds: &Credentials,
     ) -> Arc<Rendered> {
-        let key = (registry_id.to_owned(), namespace.to_owned());
-        if let Ok(map) = self.map.lock()
-            && let Some(r) = map.get(&key)
+        if let Ok(memo) = self.map.lock()
+            && let Some(r) = memo
+                .by_registry
+                .get(registry_id)
+                .and_then(|namespaces| namespaces.get(namespace))
             && r.renders(provider, host, creds)
         {
             return r.clone();
         }
         let rendered = Arc::new(render(registry_id, provider, host, namespace, creds));
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
-                map.clear();
+        if let Ok(mut memo) = self.map.lock() {
+            let memo = &mut *memo;
+            let known = memo
+                .by_registry
+                .get(registry_id)
+                .is_some_and(|namespaces| namespaces.contains_key(namespace));
+            if !known && memo.entries >= MAX_ENTRIES {
+                memo.by_registry.clear();
+                memo.entries = 0;
             }
-            map.insert(key, rendered.clone());
+            let namespaces = memo.by_registry.entry(registry_id.to_owned()).or_default();
+            if namespaces
+                .insert(namespace.to_owned(), rendered.clone())
+                .is_none()
+            {
+                memo.entries += 1;
+            }
         }
         rendered
     }
 
     /// Memoised documents (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map.lock().map(|m| m.entries).unwrap_or(0)
     }
 
     /// Whether nothing is memoised.
@@ -223,5 +246,23 @@ mod tests {
         }
         assert!(memo.len() <= MAX_ENTRIES);
         assert!(!memo.is_empty());
+        // Counted per document, over registries too; a re-rendered one
+        // replaces its entry.
+        let memo = Renders::default();
+        for id in ["id1", "id2"] {
+            for ns in ["a", "b"] {
+                via(
+                    &memo,
+                    (id, Provider::Harbor, "r.example.com", ns),
+                    ("u", "p"),
+                );
+            }
+        }
+        via(
+            &memo,
+            ("id1", Provider::Harbor, "r.example.com", "a"),
+            ("u", "p2"),
+        );
+        assert_eq!(memo.len(), 4);
     }
 }
