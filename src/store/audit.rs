@@ -297,7 +297,7 @@ impl Sink {
 
     /// Writes a batch of entries in one statement.
     async fn write(&mut self, batch: &[Pending]) -> Result<(), DbErr> {
-        if !batch.iter().any(|p| p.entry.is_some()) {
+        if entries(batch).next().is_none() {
             return Ok(());
         }
         match self {
@@ -307,12 +307,8 @@ impl Sink {
                     Some(c) => c,
                     None => open_sqlite(path)?,
                 };
-                let json = batch_json(
-                    batch
-                        .iter()
-                        .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us))),
-                );
-                let rows = batch.iter().filter(|p| p.entry.is_some()).count();
+                let json = batch_json(entries(batch));
+                let rows = entries(batch).count();
                 let (c, written) = if rows > SQLITE_INLINE_ROWS {
                     blocking_insert(c, json).await?
                 } else {
@@ -336,11 +332,16 @@ impl Sink {
     }
 }
 
+/// A batch's entries (flush markers left out), each with its time.
+fn entries(batch: &[Pending]) -> impl Iterator<Item = (&AuditEntry, i64)> {
+    batch
+        .iter()
+        .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us)))
+}
+
 /// Writes a batch of entries in one statement through `db`.
 async fn insert_batch(db: &DatabaseConnection, batch: &[Pending]) -> Result<(), DbErr> {
-    let entries = batch
-        .iter()
-        .filter_map(|p| p.entry.as_ref().map(|e| (e, p.time_us)));
+    let entries = entries(batch);
     let backend = db.get_database_backend();
     let sql = match backend {
         DatabaseBackend::Sqlite => SQLITE_BATCH_INSERT,
@@ -404,6 +405,19 @@ const YIELDS: usize = 3;
 /// that still holds queued entries.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Moves what is already queued into `batch`, up to `max` entries in all,
+/// without waiting; how many were moved.
+fn take_ready(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) -> usize {
+    let before = batch.len();
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
+    }
+    batch.len() - before
+}
+
 /// The queue to the audit writer, and whether its last write succeeded.
 #[derive(Clone)]
 pub(super) struct Writer {
@@ -457,12 +471,7 @@ pub(super) fn start_writer(db: DatabaseConnection, max: usize, own_connection: b
             } else {
                 tokio::time::sleep(RETRY_AFTER).await;
                 batch.append(&mut kept);
-                while batch.len() < max {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
-                }
+                take_ready(&mut rx, &mut batch, max);
             }
             let mut waited = batch.iter().any(|p| p.done.is_some());
             if waited {
@@ -479,14 +488,7 @@ pub(super) fn start_writer(db: DatabaseConnection, max: usize, own_connection: b
                         break;
                     }
                     tokio::task::yield_now().await;
-                    let seen = batch.len();
-                    while batch.len() < max {
-                        match rx.try_recv() {
-                            Ok(p) => batch.push(p),
-                            Err(_) => break,
-                        }
-                    }
-                    if batch.len() == seen {
+                    if take_ready(&mut rx, &mut batch, max) == 0 {
                         break;
                     }
                 }
