@@ -256,3 +256,57 @@ fn error_types_are_classified() {
         CredentialError::BadResponse(_)
     ));
 }
+
+/// A server answering every connection with `head` and then `body_len`
+/// bytes of `a`, whatever it was asked.
+async fn answering(head: &'static str, body_len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(head.as_bytes()).await;
+                let chunk = vec![b'a'; 64 * 1024];
+                let mut sent = 0;
+                while sent < body_len {
+                    let n = chunk.len().min(body_len - sent);
+                    if s.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The answer is read with the cloud APIs' size limit (1 MiB): a longer
+/// declared length is refused before reading, and a body without a length
+/// is cut off once it passes the limit, not read whole.
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    let declared = answering(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 104857600\r\n\r\n",
+        0,
+    )
+    .await;
+    let streamed = answering(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nConnection: close\r\n\r\n",
+        4 * 1024 * 1024,
+    )
+    .await;
+    for (endpoint, bytes) in [(declared, "104857600 bytes"), (streamed, " bytes")] {
+        let err = client(endpoint)
+            .get_authorization_token(REGION, AKID, &Secret::new(SECRET))
+            .await
+            .expect_err("too big");
+        assert!(
+            matches!(&err, CredentialError::BadResponse(m) if m.contains("answered with") && m.contains(bytes)),
+            "{err}"
+        );
+    }
+}
