@@ -32,6 +32,9 @@ mod test_registry;
 // CopyImage and ListTags against skopeo.
 #[path = "berth_bench/copy.rs"]
 mod copy;
+// The answer ceiling: a bare server answering GetCredentials' bytes.
+#[path = "berth_bench/answer.rs"]
+mod answer;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -67,8 +70,9 @@ const ECR_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const RESOLVED: &str = "harbor.bench.example:8443/team/backend/api:feature-login-42";
 
 /// The scenarios, by the names `--only` takes.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "echo",
+    "answer",
     "resolve",
     "creds-static",
     "creds-ecr",
@@ -125,8 +129,10 @@ struct Args {
     /// e.g. `--berth-env BERTH_AUDIT_CREDENTIALS=async`.
     #[arg(long)]
     berth_env: Vec<String>,
-    /// Only these scenarios (comma-separated): echo, resolve, creds-static,
-    /// creds-ecr, default, list, writes, copy. Ratios need echo.
+    /// Only these scenarios (comma-separated): echo, answer, resolve,
+    /// creds-static, creds-ecr, default, list, writes, copy. Ratios need
+    /// echo; answer (the ceiling with GetCredentials' answer) needs
+    /// creds-static and SQLite.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Restarts of berth on the seeded SQLite database timed to SERVING.
@@ -141,6 +147,10 @@ struct Args {
     /// Internal: serve the echo ceiling on this address and nothing else.
     #[arg(long, hide = true)]
     echo_server: Option<SocketAddr>,
+    /// Internal: with --echo-server, also answer `GetCredentials` with the
+    /// `GetCredentialsResponse` encoded in this file (the answer ceiling).
+    #[arg(long, hide = true)]
+    echo_answer: Option<PathBuf>,
     /// Passed by `cargo bench`; without it (`cargo test --benches`) the
     /// benchmark does nothing.
     #[arg(long, hide = true)]
@@ -168,7 +178,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     if let Some(addr) = args.echo_server {
-        return rt.block_on(echo_server(addr));
+        return rt.block_on(echo_server(addr, args.echo_answer));
     }
     if !args.bench {
         eprintln!(
@@ -193,14 +203,24 @@ fn main() -> anyhow::Result<()> {
 /// and nothing else, on berth's own accept loop (`berth::transport`,
 /// TCP_NODELAY, no TLS), with tonic's default server settings as berth has
 /// them, minus berth's layers (metrics, auth guard, concurrency limit).
-async fn echo_server(addr: SocketAddr) -> anyhow::Result<()> {
+async fn echo_server(addr: SocketAddr, answer: Option<PathBuf>) -> anyhow::Result<()> {
     let (health, service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    let answer = match answer {
+        Some(path) => {
+            let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+            Some(answer::Answer(Arc::new(prost::Message::decode(
+                bytes.as_slice(),
+            )?)))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tonic::transport::Server::builder()
         .add_service(service)
+        .add_optional_service(answer.map(pb::image_service_server::ImageServiceServer::new))
         .serve_with_incoming_shutdown(
             berth::transport::incoming(listener, None),
             berth::server::shutdown_signal(),
@@ -220,6 +240,8 @@ struct Bench {
     ecr: ecr_stub::EcrStub,
     /// The ceiling, once measured: throughput and latencies.
     echo: Option<Summary>,
+    /// The answer ceiling ([`answer`]), once measured.
+    answer: Option<Summary>,
     report: Report,
     clk_tck: f64,
 }
@@ -249,6 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         key: base64::engine::general_purpose::STANDARD.encode(key),
         ecr: ecr_stub::EcrStub::start(&[(ECR_AKID, ECR_SECRET)]),
         echo: None,
+        answer: None,
         report: Report::default(),
         clk_tck,
         args,
@@ -413,6 +436,11 @@ async fn backend_section(
             continue;
         }
         setup.check(scenario, &channels[0], &b.ecr).await?;
+        if scenario == "creds-static" && b.args.wants("answer") && b.answer.is_none() {
+            let harbor = setup.harbor.clone();
+            let s = answer::answer_section(b, &channels[0], &harbor, projects.clone(), dir).await?;
+            b.answer = Some(s);
+        }
         let pid = Some(berth.pid());
         let m = match scenario {
             "resolve" => {
@@ -507,6 +535,12 @@ async fn backend_section(
                 ),
                 s.errors == 0 && s.rate >= 0.8 * e.rate && s.p99 < Duration::from_millis(5),
             );
+        }
+        if let (true, Some(a)) = (scenario.starts_with("creds"), b.answer) {
+            b.report.note(format!(
+                "{backend}: {title} reached {:.0}% of the answer ceiling",
+                100.0 * m.summary().rate / a.rate
+            ));
         }
         b.report.row(backend, title, "calls/s", m, &[]);
     }
@@ -1423,7 +1457,7 @@ impl Report {
         kind_names: &'static [&'static str],
     ) {
         let s = m.summary();
-        if backend == "—" && self.echo.is_none() {
+        if scenario.starts_with("echo") && self.echo.is_none() {
             self.echo = Some(s);
         }
         println!(
@@ -1497,7 +1531,7 @@ impl Report {
         for r in &self.rows {
             let s = r.m.summary();
             let (vs, p99_vs) = match &self.echo {
-                Some(e) if r.backend != "—" => (
+                Some(e) if !r.scenario.starts_with("echo") => (
                     format!("{:.0}%", 100.0 * s.rate / e.rate),
                     format!(
                         "{:.1}×",
