@@ -38,7 +38,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::images::{self, Images};
 use crate::registry_client::{
     BlobFault, BlobTransfer, ClientError, ClientOptions, Mount, RegistryClient, UploadSession,
-    digest_like, sha256_digest, valid_digest,
+    budget, digest_like, sha256_digest, valid_digest,
 };
 use crate::store::AuditEntry;
 
@@ -1162,8 +1162,25 @@ impl BlobJob {
         }
     }
 
-    /// One attempt: the source's GET streamed into `session`'s PUT.
+    /// One attempt: the source's GET streamed into `session`'s PUT, with
+    /// a slot of each registry's budget held from before the GET until the
+    /// PUT ends: the GET's body is read all that time.
     async fn transfer(
+        &self,
+        blob: &BlobRef,
+        session: &UploadSession,
+        attempt: u32,
+        timeout: Duration,
+    ) -> std::result::Result<(), Broken> {
+        let limiters = [self.source.client.limiter(), self.target.client.limiter()];
+        budget::hold(limiters.into_iter().flatten())
+            .await
+            .scope(self.stream(blob, session, attempt, timeout))
+            .await
+    }
+
+    /// [`BlobJob::transfer`] once its slots are held.
+    async fn stream(
         &self,
         blob: &BlobRef,
         session: &UploadSession,

@@ -855,6 +855,84 @@ async fn cutting_proxy(upstream: String, cut_after: usize) -> CuttingProxy {
     CuttingProxy { addr, cuts }
 }
 
+/// A budget of one request at a time on both registries, and two copies
+/// of a multi-platform index (its blobs transferred at once) in
+/// opposite directions at once. Each blob transfer holds a slot of both
+/// registries from its GET to the end of its PUT; taken in a fixed order,
+/// neither copy can hold the slot the other waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_both_ways_under_one_slot_budgets_finish() {
+    let (a, b) = tokio::join!(
+        TestRegistry::start(AuthMode::Htpasswd),
+        TestRegistry::start(AuthMode::Htpasswd)
+    );
+    let (pushed_a, pushed_b) = tokio::task::block_in_place(|| {
+        (
+            a.push_test_images("berth/app"),
+            b.push_test_images("berth/app"),
+        )
+    });
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (mut regs, c) = clients(&server).await;
+    let one_slot = Some(pb::RequestBudget {
+        requests_per_second: 0.0,
+        max_concurrent: 1,
+    });
+    let on_a = create(
+        &mut regs,
+        Registry {
+            budget: one_slot,
+            ..entry(&a, &a.host, "berth", &a.password)
+        },
+    )
+    .await;
+    let on_b = create(
+        &mut regs,
+        Registry {
+            budget: one_slot,
+            ..entry(&b, &b.host, "berth", &b.password)
+        },
+    )
+    .await;
+    let (mut c1, mut c2) = (c.clone(), c);
+    let both = async {
+        tokio::join!(
+            copy(
+                &mut c1,
+                pb::CopyImageRequest {
+                    source: source(&on_a, "app", "multi"),
+                    target: Some(target(&on_b, "from-a", "")),
+                },
+            ),
+            copy(
+                &mut c2,
+                pb::CopyImageRequest {
+                    source: source(&on_b, "app", "multi"),
+                    target: Some(target(&on_a, "from-b", "")),
+                },
+            )
+        )
+    };
+    let (ab, ba) = tokio::time::timeout(std::time::Duration::from_secs(120), both)
+        .await
+        .expect("both copies end: neither waits forever for the other's slot");
+    let (ab, ba) = (ab.expect("copy starts"), ba.expect("copy starts"));
+    assert_eq!(ab.result().digest, pushed_a.digests["multi"]);
+    assert_eq!(ba.result().digest, pushed_b.digests["multi"]);
+    assert!(
+        ab.result().blobs_copied >= 2,
+        "several blobs, transferred at once, contend for the one slot"
+    );
+    assert_eq!(
+        sha256(&raw(&b, "berth/from-a", "multi")),
+        pushed_a.digests["multi"]
+    );
+    assert_eq!(
+        sha256(&raw(&a, "berth/from-b", "multi")),
+        pushed_b.digests["multi"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_transfer_is_retried_in_a_fresh_session() {
     let (src, dst) = tokio::join!(

@@ -237,6 +237,11 @@ impl RegistryClient {
         })
     }
 
+    /// The registry's budget on this replica, if it has one.
+    pub(crate) fn limiter(&self) -> Option<Arc<Limiter>> {
+        self.limiter.clone()
+    }
+
     /// Waits until the registry's budget lets one more request go; hold
     /// the admission while the request is in flight.
     pub(crate) async fn admit(&self) -> Option<Admission> {
