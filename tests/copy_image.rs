@@ -855,6 +855,270 @@ async fn cutting_proxy(upstream: String, cut_after: usize) -> CuttingProxy {
     CuttingProxy { addr, cuts }
 }
 
+/// The uploads [`RefusingProxy`] has yet to refuse, all of one blob.
+struct Refusals {
+    left: AtomicUsize,
+    /// The blob: the first one uploaded.
+    blob: std::sync::Mutex<Option<String>>,
+}
+
+impl Refusals {
+    /// Whether this upload of `blob` is refused (and counted).
+    fn take(&self, blob: &str) -> bool {
+        let mut first = self.blob.lock().expect("proxy blob");
+        first.get_or_insert_with(|| blob.to_string()) == blob
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+}
+
+/// A request [`RefusingProxy`] saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    /// It carried `Authorization`.
+    authorized: bool,
+    /// It was sent on without it.
+    refused: bool,
+}
+
+type Log = Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// A plain HTTP/1.1 reverse proxy in front of `reg` (HTTPS, trusted through
+/// its CA). The first `refusals` uploads of one blob (PUTs on an upload
+/// session, the blob of the first PUT it sees) reach the registry without
+/// their `Authorization`, so the registry itself
+/// answers 401 with its own challenge, as it does for a token it no longer
+/// accepts. `Location` answers are rewritten to come back through the proxy.
+struct RefusingProxy {
+    addr: SocketAddr,
+    seen: Log,
+}
+
+impl RefusingProxy {
+    async fn start(reg: &TestRegistry, refusals: usize) -> RefusingProxy {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(reg.ca_pem.as_bytes()).expect("the registry CA"),
+            )
+            .build()
+            .expect("proxy client");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let seen: Log = Arc::default();
+        let left = Arc::new(Refusals {
+            left: AtomicUsize::new(refusals),
+            blob: std::sync::Mutex::new(None),
+        });
+        let upstream = reg.host.clone();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, upstream, log, left) =
+                    (client.clone(), upstream.clone(), log.clone(), left.clone());
+                let service = hyper::service::service_fn(move |req| {
+                    let (client, upstream, log, left) =
+                        (client.clone(), upstream.clone(), log.clone(), left.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            RefusingProxy::forward(req, &client, &upstream, addr, &log, &left)
+                                .await,
+                        )
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        RefusingProxy { addr, seen }
+    }
+
+    async fn forward(
+        req: hyper::Request<hyper::body::Incoming>,
+        client: &reqwest::Client,
+        upstream: &str,
+        me: SocketAddr,
+        log: &Log,
+        left: &Refusals,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        // The blob of an upload is its `digest` parameter.
+        let blob = path
+            .split(['?', '&'])
+            .find(|kv| kv.starts_with("digest="))
+            .map(str::to_string);
+        let refuse = parts.method == hyper::Method::PUT
+            && path.contains("/blobs/uploads/")
+            && blob.is_some_and(|b| left.take(&b));
+        let authorized = parts.headers.contains_key(hyper::header::AUTHORIZATION);
+        log.lock().expect("proxy log").push(Seen {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            authorized,
+            refused: refuse,
+        });
+        let mut out = client.request(parts.method.clone(), format!("https://{upstream}{path}"));
+        for (k, v) in &parts.headers {
+            let skip = k == hyper::header::HOST || (refuse && k == hyper::header::AUTHORIZATION);
+            if !skip {
+                out = out.header(k, v);
+            }
+        }
+        let resp = match out.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = hyper::Response::new(http_body_util::Full::from(e.to_string()));
+                *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                return r;
+            }
+        };
+        let status = resp.status();
+        let mut headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        for h in [hyper::header::TRANSFER_ENCODING, hyper::header::CONNECTION] {
+            headers.remove(h);
+        }
+        if parts.method != hyper::Method::HEAD {
+            headers.remove(hyper::header::CONTENT_LENGTH);
+        }
+        if let Some(loc) = headers
+            .get(hyper::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let moved = loc.replace(&format!("https://{upstream}"), &format!("http://{me}"));
+            headers.insert(
+                hyper::header::LOCATION,
+                moved.parse().expect("a rewritten Location"),
+            );
+        }
+        let mut r = hyper::Response::new(http_body_util::Full::from(bytes));
+        *r.status_mut() = status;
+        *r.headers_mut() = headers;
+        r
+    }
+
+    /// Every request it saw, in order.
+    fn log(&self) -> Vec<Seen> {
+        self.seen.lock().expect("proxy log").clone()
+    }
+}
+
+/// A registry that drops berth's token during an upload answers the blob's
+/// PUT with 401: the copy forgets the token, starts a fresh upload session
+/// that authenticates again, and finishes. A second 401 ends the copy (the
+/// credentials themselves are refused), with no tag on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_answered_401_is_retried_once_with_fresh_credentials() {
+    let (src, dst) = tokio::join!(
+        TestRegistry::start(AuthMode::Htpasswd),
+        TestRegistry::start(AuthMode::Token)
+    );
+    let pushed = tokio::task::block_in_place(|| src.push_test_images("berth/app"));
+    let (once, twice) = tokio::join!(RefusingProxy::start(&dst, 1), RefusingProxy::start(&dst, 2));
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (mut regs, mut c) = clients(&server).await;
+    let from = create(&mut regs, entry(&src, &src.host, "berth", &src.password)).await;
+    let via_once = create(
+        &mut regs,
+        entry(
+            &dst,
+            &format!("http://{}", once.addr),
+            "mirror",
+            &dst.password,
+        ),
+    )
+    .await;
+    let via_twice = create(
+        &mut regs,
+        entry(
+            &dst,
+            &format!("http://{}", twice.addr),
+            "twice",
+            &dst.password,
+        ),
+    )
+    .await;
+
+    let run = copy(
+        &mut c,
+        pb::CopyImageRequest {
+            source: source(&from, "app", "1.2.0"),
+            target: Some(target(&via_once, "app", "")),
+        },
+    )
+    .await
+    .expect("copy starts");
+    let digest = &pushed.digests["1.2.0"];
+    let r = run.result();
+    assert_eq!(&r.digest, digest);
+    assert_eq!(r.blobs_copied, 2, "{r:?}");
+    let retried = run.blobs(0, BlobState::Retrying);
+    assert_eq!(retried.len(), 1, "one blob was retried: {retried:?}");
+    assert!(retried[0].message.contains("401"), "{retried:?}");
+    assert_eq!(sha256(&raw(&dst, "mirror/app", "1.2.0")), *digest);
+    // After the refused PUT the token was forgotten: the fresh session's
+    // POST went without one, met the registry's challenge, and the next
+    // one carried a new token.
+    let log = once.log();
+    let refused = log
+        .iter()
+        .position(|s| s.refused)
+        .expect("a refused upload");
+    let after: Vec<_> = log[refused + 1..]
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.contains("/blobs/uploads/"))
+        .collect();
+    assert!(
+        after.len() >= 2 && !after[0].authorized && after[1].authorized,
+        "a POST without the forgotten token, then one with a fresh token: {log:?}"
+    );
+    let push_tokens = dst
+        .token_requests()
+        .iter()
+        .filter(|t| {
+            t.authorized
+                && t.scopes
+                    .contains(&"repository:mirror/app:pull,push".to_string())
+        })
+        .count();
+    assert!(push_tokens >= 2, "a second push token was asked for");
+
+    // Refused twice: the copy ends with FAILED_PRECONDITION and no tag.
+    let run = copy(
+        &mut c,
+        pb::CopyImageRequest {
+            source: source(&from, "app", "1.2.0"),
+            target: Some(target(&via_twice, "app", "")),
+        },
+    )
+    .await
+    .expect("copy starts");
+    let end = run.end.as_ref().expect_err("the copy fails");
+    assert_eq!(end.code(), Code::FailedPrecondition, "{end:?}");
+    assert!(end.message().contains("401"), "{end:?}");
+    assert!(end.message().contains("after 2 attempts"), "{end:?}");
+    assert!(absent(&dst, "twice/app", "1.2.0"), "no tag on the target");
+    server.finish().await;
+}
+
 /// A budget of one request at a time on both registries, and two copies
 /// of a multi-platform index (its blobs transferred at once) in
 /// opposite directions at once. Each blob transfer holds a slot of both
