@@ -473,19 +473,7 @@ async fn backend_section(
                     setup.harbor.clone()
                 };
                 drive(b, &channels, pid, |i, ch| {
-                    let (client, projects, id) =
-                        (ImageServiceClient::new(ch), projects.clone(), id.clone());
-                    let mut n = i;
-                    Simple(move || {
-                        n += 1;
-                        let mut c = client.clone();
-                        let r = pb::GetCredentialsRequest {
-                            registry_id: id.clone(),
-                            project: projects[n % projects.len()].clone(),
-                            ..Default::default()
-                        };
-                        async move { c.get_credentials(req(r)).await.map(|_| ()) }
-                    })
+                    credentials_client(i, ch, &id, projects.clone())
                 })
                 .await
             }
@@ -801,6 +789,23 @@ impl Seeded {
         }
         Ok(())
     }
+}
+
+/// Client `i` of a GetCredentials figure: registry `id`, the projects in
+/// turn from the i-th.
+fn credentials_client(i: usize, ch: Channel, id: &str, projects: Arc<Vec<String>>) -> impl Caller {
+    let (client, id) = (ImageServiceClient::new(ch), id.to_owned());
+    let mut n = i;
+    Simple(move || {
+        n += 1;
+        let mut c = client.clone();
+        let r = pb::GetCredentialsRequest {
+            registry_id: id.clone(),
+            project: projects[n % projects.len()].clone(),
+            ..Default::default()
+        };
+        async move { c.get_credentials(req(r)).await.map(|_| ()) }
+    })
 }
 
 fn resolve_request(

@@ -21,7 +21,9 @@ use berth::pb::{self, image_service_client::ImageServiceClient};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::{Bench, BerthProc, Simple, Summary, connect, drive, free_addr, ms, project, req};
+use super::{
+    Bench, BerthProc, Summary, connect, credentials_client, drive, free_addr, ms, project, req,
+};
 
 /// `berth.v1.ImageService` with only `GetCredentials`, answering the same
 /// message to everyone.
@@ -140,20 +142,8 @@ pub async fn answer_section(
         echoed == answer,
         "the answer ceiling answered another message"
     );
-    let id = registry_id.to_owned();
     let m = drive(b, &channels, Some(server.pid()), |i, ch| {
-        let (client, projects, id) = (ImageServiceClient::new(ch), projects.clone(), id.clone());
-        let mut n = i;
-        Simple(move || {
-            n += 1;
-            let mut c = client.clone();
-            let r = pb::GetCredentialsRequest {
-                registry_id: id.clone(),
-                project: projects[n % projects.len()].clone(),
-                ..Default::default()
-            };
-            async move { c.get_credentials(req(r)).await.map(|_| ()) }
-        })
+        credentials_client(i, ch, registry_id, projects.clone())
     })
     .await;
     let s = m.summary();
