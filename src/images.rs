@@ -11,7 +11,7 @@ use crate::credentials::{self, CredentialError, Credentials};
 use crate::domain::reference::ImageReference;
 use crate::domain::registry::check_project_key;
 use crate::domain::tag_filter::{self, TagFilter, TagOrder};
-use crate::domain::tag_template::{self, TemplateVars};
+use crate::domain::tag_template;
 use crate::domain::{Provider, RegistrySpec, layout};
 use crate::error::{Error, Result};
 use crate::registry_client::{ClientError, ClientOptions, ClientPool, ImageInfo, RegistryClient};
@@ -275,15 +275,28 @@ impl Images {
     }
 
     fn render_tag(&self, template: &str, req: &ResolveRequest, path: &str) -> Result<String> {
-        let mut vars = req.variables.clone();
-        let service = path.rsplit('/').next().unwrap_or(path).to_string();
-        vars.entry("SERVICE".into()).or_insert(service);
-        vars.entry("PROJECT".into())
-            .or_insert_with(|| req.project.clone());
-        vars.entry("TIMESTAMP".into())
-            .or_insert_with(|| Utc::now().format("%Y%m%d%H%M%S").to_string());
-        tag_template::render(template, &TemplateVars::new(vars))
-            .map_err(|e| Error::invalid("tag", e.to_string()))
+        // The caller's values win; SERVICE, PROJECT and TIMESTAMP have
+        // defaults. Nothing is copied, and the clock is read (once) only
+        // when the template uses TIMESTAMP without a value: this is on
+        // ResolveImage's hot path.
+        let service = path.rsplit('/').next().unwrap_or(path);
+        let timestamp = std::cell::OnceCell::new();
+        tag_template::render_with(template, |name| {
+            if let Some(v) = req.variables.get(name) {
+                return Some(v.as_str());
+            }
+            match name {
+                "SERVICE" => Some(service),
+                "PROJECT" => Some(req.project.as_str()),
+                "TIMESTAMP" => Some(
+                    timestamp
+                        .get_or_init(|| Utc::now().format("%Y%m%d%H%M%S").to_string())
+                        .as_str(),
+                ),
+                _ => None,
+            }
+        })
+        .map_err(|e| Error::invalid("tag", e.to_string()))
     }
 
     /// GetCredentials: by registry id, by an image reference's domain, or
@@ -782,7 +795,7 @@ pub(crate) fn registry_id_of(id: &str) -> Result<String> {
 
 /// A tag, checked by the reference grammar.
 pub(crate) fn check_tag(tag: &str) -> Result<()> {
-    if tag.contains('@') || ImageReference::parse(&format!("berth.invalid/x:{tag}")).is_err() {
+    if !crate::domain::reference::is_valid_tag(tag) {
         return Err(Error::invalid(
             "tag",
             "is not a valid tag: 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`",

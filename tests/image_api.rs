@@ -181,6 +181,38 @@ async fn resolve_and_static_credentials(backend: Backend) {
         "harbor.example.com:8443/team/api:20261128-42-feature-login"
     );
     assert_eq!(r.tag, "20261128-42-feature-login");
+    // SERVICE (the image's last component), PROJECT and TIMESTAMP (now,
+    // UTC) have defaults; a value the caller gives wins.
+    for (vars, service) in [
+        (HashMap::new(), "api"),
+        (
+            HashMap::from([("SERVICE".to_string(), "svc".to_string())]),
+            "svc",
+        ),
+    ] {
+        let before = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let r = c
+            .resolve_image(pb::ResolveImageRequest {
+                registry_id: harbor.id.clone(),
+                project: "web".into(),
+                image: "backend/api".into(),
+                tag: "{SERVICE}-{PROJECT}-{TIMESTAMP}".into(),
+                variables: vars,
+                ..Default::default()
+            })
+            .await
+            .expect("resolve with defaults")
+            .into_inner();
+        let after = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let stamp = r
+            .tag
+            .strip_prefix(&format!("{service}-web-"))
+            .unwrap_or_else(|| panic!("{service}-web-<timestamp>: {}", r.tag));
+        assert!(
+            stamp.len() == 14 && (before.as_str()..=after.as_str()).contains(&stamp),
+            "{stamp} is the time of the call ({before}..{after})"
+        );
+    }
     // By default registry (the first one created).
     let r = c
         .resolve_image(pb::ResolveImageRequest {

@@ -8,7 +8,7 @@
 //! `PROPTEST_CASES=100000 cargo nextest run -E 'binary(properties)'` searches
 //! deeper. `scripts/fuzz` is the coverage-guided counterpart (`fuzz/`).
 
-use berth::domain::reference::{ImageReference, NAME_MAX_LEN, ReferenceError};
+use berth::domain::reference::{ImageReference, NAME_MAX_LEN, ReferenceError, is_valid_tag};
 use berth::domain::tag_template::{self, MAX_TAG_LEN, TemplateVars, VARIABLES};
 use berth::domain::{Provider, RegistryAddress, RegistryInput, layout, validate};
 use berth::secret::Secret;
@@ -398,6 +398,17 @@ proptest! {
             prop_assert_eq!(got.as_ref(), Ok(&v.want), "input {:?}", v.input);
             check_reference(&v.want)?;
         }
+    }
+
+    #[test]
+    fn a_tag_is_valid_alone_exactly_when_a_reference_accepts_it(
+        t in prop_oneof![any_text(), tag(), "[A-Za-z0-9_.@:/ -]{0,140}"]
+    ) {
+        // check_tag (ResolveImage, CopyImage) uses is_valid_tag; it used
+        // to parse a whole reference around the tag.
+        let in_a_reference =
+            !t.contains('@') && ImageReference::parse(&format!("berth.invalid/x:{t}")).is_ok();
+        prop_assert_eq!(is_valid_tag(&t), in_a_reference, "tag {:?}", t);
     }
 
     #[test]

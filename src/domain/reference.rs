@@ -392,6 +392,13 @@ fn is_separator(sep: Option<&str>) -> bool {
     matches!(sep, Some("." | "_" | "__")) || sep.is_some_and(|s| s.bytes().all(|b| b == b'-'))
 }
 
+/// Whether `tag` is a valid tag on its own:
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, exactly what [`ImageReference::parse`]
+/// accepts after a `:`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    validate_tag(tag, 0).is_ok()
+}
+
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 fn validate_tag(tag: &str, base: usize) -> Result<(), ReferenceError> {
     let err = |i: usize, reason| {

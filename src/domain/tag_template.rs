@@ -120,17 +120,23 @@ pub fn validate(template: &str) -> Result<(), TemplateError> {
 /// Renders `template` with `vars` into a valid docker tag (see the module
 /// docs for the rules).
 pub fn render(template: &str, vars: &TemplateVars) -> Result<String, TemplateError> {
+    render_with(template, |name| vars.get(name))
+}
+
+/// [`render`] with each variable's value from `value` (`None`: no value).
+pub fn render_with<'v>(
+    template: &str,
+    value: impl Fn(&str) -> Option<&'v str>,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len());
     for segment in parse(template)? {
         match segment {
             Segment::Literal(text) => out.push_str(text),
             Segment::Variable { name, offset } => {
-                let value = vars
-                    .get(name)
-                    .ok_or_else(|| TemplateError::MissingVariable {
-                        name: name.to_owned(),
-                        offset,
-                    })?;
+                let value = value(name).ok_or_else(|| TemplateError::MissingVariable {
+                    name: name.to_owned(),
+                    offset,
+                })?;
                 out.extend(value.chars().map(|c| if is_tag_char(c) { c } else { '-' }));
             }
         }
