@@ -879,8 +879,8 @@ impl Refusals {
 struct Seen {
     method: String,
     path: String,
-    /// It carried `Authorization`.
-    authorized: bool,
+    /// Its `Authorization`, if any.
+    authorization: Option<String>,
     /// It was sent on without it.
     refused: bool,
 }
@@ -968,11 +968,15 @@ impl RefusingProxy {
         let refuse = parts.method == hyper::Method::PUT
             && path.contains("/blobs/uploads/")
             && blob.is_some_and(|b| left.take(&b));
-        let authorized = parts.headers.contains_key(hyper::header::AUTHORIZATION);
+        let authorization = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         log.lock().expect("proxy log").push(Seen {
             method: parts.method.to_string(),
             path: path.clone(),
-            authorized,
+            authorization,
             refused: refuse,
         });
         let mut out = client.request(parts.method.clone(), format!("https://{upstream}{path}"));
@@ -1074,21 +1078,26 @@ async fn an_upload_answered_401_is_retried_once_with_fresh_credentials() {
     assert_eq!(retried.len(), 1, "one blob was retried: {retried:?}");
     assert!(retried[0].message.contains("401"), "{retried:?}");
     assert_eq!(sha256(&raw(&dst, "mirror/app", "1.2.0")), *digest);
-    // After the refused PUT the token was forgotten: the fresh session's
-    // POST went without one, met the registry's challenge, and the next
-    // one carried a new token.
+    // After the refused PUT the token was forgotten: the blob's next PUT,
+    // in a new session, carried a new token.
     let log = once.log();
     let refused = log
         .iter()
         .position(|s| s.refused)
         .expect("a refused upload");
-    let after: Vec<_> = log[refused + 1..]
+    let blob = |s: &Seen| s.path.split("digest=").nth(1).map(str::to_string);
+    let again = log[refused + 1..]
         .iter()
-        .filter(|s| s.method == "POST" && s.path.contains("/blobs/uploads/"))
-        .collect();
+        .find(|s| s.method == "PUT" && blob(s).is_some() && blob(s) == blob(&log[refused]))
+        .expect("the blob was uploaded again");
+    assert_ne!(again.path, log[refused].path, "in a new session");
     assert!(
-        after.len() >= 2 && !after[0].authorized && after[1].authorized,
-        "a POST without the forgotten token, then one with a fresh token: {log:?}"
+        again
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))
+            && again.authorization != log[refused].authorization,
+        "with a new token: {log:?}"
     );
     let push_tokens = dst
         .token_requests()

@@ -138,6 +138,8 @@ pub struct RegistryClient {
     scheme: Mutex<AuthScheme>,
     /// Bearer tokens per scope, with the instant they stop being used.
     tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    /// The token service of the last Bearer challenge: realm and service.
+    token_service: Mutex<Option<(String, Option<String>)>>,
     /// The registry's request budget on this replica, if it has one.
     limiter: Option<Arc<Limiter>>,
 }
@@ -233,6 +235,7 @@ impl RegistryClient {
             creds: Mutex::new(None),
             scheme: Mutex::new(AuthScheme::Unknown),
             tokens: Mutex::new(HashMap::new()),
+            token_service: Mutex::new(None),
             limiter: reach.limiter,
         })
     }
@@ -334,6 +337,9 @@ impl RegistryClient {
                     scope: challenged,
                 }) => {
                     self.set_scheme(AuthScheme::Bearer);
+                    if let Ok(mut ts) = self.token_service.lock() {
+                        *ts = Some((realm.clone(), service.clone()));
+                    }
                     let want = if scope.is_empty() {
                         challenged.unwrap_or_default()
                     } else {
@@ -352,6 +358,26 @@ impl RegistryClient {
                 }
             }
         }
+    }
+
+    /// The `Authorization` for `scope`, fetching a Bearer token first when
+    /// none is held (expired, or forgotten after a 401) and the registry's
+    /// token service is known. For a request that cannot meet a challenge
+    /// and be sent again, such as a blob upload whose body streams from the
+    /// source: without it, it would go out without a token and fail.
+    pub(crate) async fn fresh_auth_header(&self, scope: &str) -> Option<HeaderValue> {
+        if let Some(h) = self.auth_header(scope) {
+            return Some(h);
+        }
+        let bearer = self.scheme.lock().is_ok_and(|s| *s == AuthScheme::Bearer);
+        let service = self.token_service.lock().ok().and_then(|s| s.clone());
+        if let (true, Some((realm, service))) = (bearer, service)
+            && let Ok(token) = self.fetch_token(&realm, service.as_deref(), scope).await
+            && let Ok(mut t) = self.tokens.lock()
+        {
+            t.insert(scope.to_string(), token);
+        }
+        self.auth_header(scope)
     }
 
     fn current_creds(&self) -> Option<(String, Secret)> {

@@ -411,9 +411,11 @@ impl RegistryClient {
             .timeout(timeout)
             .body(reqwest::Body::wrap(body));
         // Credentials go only to the registry itself, not to a session URL
-        // on another host (blob storage).
+        // on another host (blob storage). The body streams from the source,
+        // so this request cannot meet a 401 challenge and be sent again:
+        // a token forgotten meanwhile (another upload's 401) is fetched now.
         if self.same_origin(&url)
-            && let Some(auth) = self.auth_header(&push_scope(repo))
+            && let Some(auth) = self.fresh_auth_header(&push_scope(repo)).await
         {
             req = req.header(AUTHORIZATION, auth);
         }
