@@ -751,11 +751,7 @@ impl Seeded {
                 let ecr = scenario == "creds-ecr";
                 let id = if ecr { &self.ecr } else { &self.harbor };
                 let r = images
-                    .get_credentials(req(pb::GetCredentialsRequest {
-                        registry_id: id.clone(),
-                        project: project(7),
-                        ..Default::default()
-                    }))
+                    .get_credentials(req(credentials_request(id, project(7))))
                     .await?
                     .into_inner();
                 if ecr {
@@ -799,13 +795,18 @@ fn credentials_client(i: usize, ch: Channel, id: &str, projects: Arc<Vec<String>
     Simple(move || {
         n += 1;
         let mut c = client.clone();
-        let r = pb::GetCredentialsRequest {
-            registry_id: id.clone(),
-            project: projects[n % projects.len()].clone(),
-            ..Default::default()
-        };
+        let r = credentials_request(&id, projects[n % projects.len()].clone());
         async move { c.get_credentials(req(r)).await.map(|_| ()) }
     })
+}
+
+/// GetCredentials for registry `id` and `project`, the bench's only form.
+fn credentials_request(id: &str, project: String) -> pb::GetCredentialsRequest {
+    pb::GetCredentialsRequest {
+        registry_id: id.to_owned(),
+        project,
+        ..Default::default()
+    }
 }
 
 fn resolve_request(

@@ -22,7 +22,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::{
-    Bench, BerthProc, Summary, connect, credentials_client, drive, free_addr, ms, project, req,
+    Bench, BerthProc, Summary, connect, credentials_client, credentials_request, drive, free_addr,
+    ms, project, req,
 };
 
 /// `berth.v1.ImageService` with only `GetCredentials`, answering the same
@@ -110,11 +111,7 @@ pub async fn answer_section(
     dir: &Path,
 ) -> anyhow::Result<Summary> {
     let answer = ImageServiceClient::new(berth.clone())
-        .get_credentials(req(pb::GetCredentialsRequest {
-            registry_id: registry_id.to_owned(),
-            project: project(7),
-            ..Default::default()
-        }))
+        .get_credentials(req(credentials_request(registry_id, project(7))))
         .await?
         .into_inner();
     let encoded = prost::Message::encode_to_vec(&answer);

@@ -345,10 +345,8 @@ impl RegistryClient {
                     } else {
                         scope.to_string()
                     };
-                    let token = self.fetch_token(&realm, service.as_deref(), &want).await?;
-                    if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(scope.to_string(), token);
-                    }
+                    self.renew_token(&realm, service.as_deref(), &want, scope)
+                        .await?;
                 }
                 None => {
                     return Err(ClientError::Unauthorized(format!(
@@ -371,13 +369,30 @@ impl RegistryClient {
         }
         let bearer = self.scheme.lock().is_ok_and(|s| *s == AuthScheme::Bearer);
         let service = self.token_service.lock().ok().and_then(|s| s.clone());
-        if let (true, Some((realm, service))) = (bearer, service)
-            && let Ok(token) = self.fetch_token(&realm, service.as_deref(), scope).await
-            && let Ok(mut t) = self.tokens.lock()
-        {
-            t.insert(scope.to_string(), token);
+        if let (true, Some((realm, service))) = (bearer, service) {
+            // Failing here, the request goes without a token and meets the
+            // registry's 401, as it would have.
+            let _ = self
+                .renew_token(&realm, service.as_deref(), scope, scope)
+                .await;
         }
         self.auth_header(scope)
+    }
+
+    /// Fetches a token for `want` from the token service and keeps it as
+    /// the token of `scope`.
+    async fn renew_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        want: &str,
+        scope: &str,
+    ) -> Result<(), ClientError> {
+        let token = self.fetch_token(realm, service, want).await?;
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(scope.to_string(), token);
+        }
+        Ok(())
     }
 
     fn current_creds(&self) -> Option<(String, Secret)> {
